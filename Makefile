@@ -1,0 +1,26 @@
+# The commands a user runs. Everything installs itself on a fresh Debian 12 machine (as root).
+PY := .venv/bin/python
+export DJANGO_SETTINGS_MODULE ?= settings
+
+.PHONY: bootstrap stack-up stack-down stack-status migrate topics test demo run
+
+bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)
+	bash scripts/bootstrap
+
+stack-up: bootstrap   ## start PostgreSQL, Redis and Kafka (reuses what runs)
+	bash scripts/stack up
+
+stack-down:           ## stop the local stack
+	bash scripts/stack down
+
+stack-status:
+	bash scripts/stack status
+
+migrate: stack-up
+	$(PY) manage.py migrate --noinput
+
+topics: stack-up
+	$(PY) manage.py create_topics
+
+test: stack-up        ## the whole suite on the real services
+	$(PY) -m pytest

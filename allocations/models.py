@@ -1,0 +1,80 @@
+"""Trainers and the allocation of one trainer to a student for a course."""
+import datetime
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from enrollment.models import Course, Student
+
+# Allocations take hourly slots from FIRST_SLOT_HOUR, one per allocation, so one trainer's students never
+# share a slot: slot index i means sessions at FIRST_SLOT_HOUR + i o'clock in the course's time zone.
+FIRST_SLOT_HOUR = 8
+MAX_TRAINER_CAPACITY = 10
+WEEKDAYS = [0, 1, 2, 3, 4]  # Monday..Friday, Python's date.weekday()
+
+
+def slot_time(slot_index: int) -> datetime.time:
+    return datetime.time(FIRST_SLOT_HOUR + slot_index, 0)
+
+
+class Trainer(models.Model):
+    name = models.CharField(max_length=200)
+    courses = models.ManyToManyField(Course, related_name="trainers", db_table="trainer_courses")
+    # How many students this trainer can take at once (one hourly slot each).
+    capacity = models.PositiveSmallIntegerField(default=5)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "trainers"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(capacity__lte=MAX_TRAINER_CAPACITY), name="trainer_capacity_at_most_max"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainerAllocation(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        ACTIVE = "active"
+        ENDED = "ended"
+        CANCELLED = "cancelled"
+
+    HOLDING_STATUSES = (Status.APPROVED, Status.ACTIVE)
+
+    student = models.ForeignKey(Student, on_delete=models.PROTECT, related_name="allocations")
+    course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="allocations")
+    trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="allocations")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    slot_time = models.TimeField(help_text="Local time of day of every session, in the course's time zone.")
+    slot_weekdays = ArrayField(models.PositiveSmallIntegerField(), default=list, help_text="0=Monday .. 4=Friday")
+    correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "trainer_allocations"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["student", "course"],
+                condition=models.Q(status__in=["approved", "active"]),
+                name="uniq_holding_allocation_per_student_course",
+            ),
+            # One trainer's holding allocations never share a slot, so their sessions never collide.
+            models.UniqueConstraint(
+                fields=["trainer", "slot_time"],
+                condition=models.Q(status__in=["approved", "active"]),
+                name="uniq_holding_allocation_per_trainer_slot",
+            ),
+            # Weekdays only: Monday (0) to Friday (4), and at least one of them.
+            models.CheckConstraint(
+                condition=models.Q(slot_weekdays__contained_by=WEEKDAYS, slot_weekdays__len__gte=1),
+                name="allocation_slot_weekdays_only",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"allocation {self.pk}: trainer {self.trainer_id} -> student {self.student_id} ({self.status})"

@@ -1,0 +1,15 @@
+from django.contrib import admin
+
+from enrollment.models import Course, Student
+
+
+@admin.register(Student)
+class StudentAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "email", "created_at")
+    search_fields = ("name", "email")
+
+
+@admin.register(Course)
+class CourseAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "time_zone", "session_minutes", "price", "currency")
+    search_fields = ("title",)

@@ -1,0 +1,228 @@
+"""The event contract: topic names, event types, the envelope every message carries, and one payload schema
+per (event type, version).
+
+A message value is UTF-8 JSON:
+    {"event_id": UUID, "event_type": "PURCHASE_CONFIRMED", "version": 1, "occurred_at": ISO 8601 UTC,
+     "correlation_id": UUID (one per enrollment), "causation_id": UUID | null, "payload": {...}}
+The key is the student id, so one student's events stay in order within a topic.
+`decode()` turns bytes into a validated `Event` or raises `InvalidEvent` with the reason; invalid messages are
+never retried, they go straight to the dead-letter queue.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+from django.conf import settings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PURCHASE_CONFIRMED = "PURCHASE_CONFIRMED"
+PURCHASE_CREATED = "PURCHASE_CREATED"
+TRAINER_ALLOCATED = "TRAINER_ALLOCATED"
+SESSIONS_SCHEDULED = "SESSIONS_SCHEDULED"
+
+# Base topic names; `topic()` adds settings.KAFKA_TOPIC_PREFIX.
+TOPIC_BY_EVENT_TYPE = {
+    PURCHASE_CONFIRMED: "purchase-confirmed",
+    PURCHASE_CREATED: "purchase-created",
+    TRAINER_ALLOCATED: "trainer-allocated",
+    SESSIONS_SCHEDULED: "sessions-scheduled",
+}
+DEAD_LETTER_TOPIC = "dead-letter-queue"
+ALL_TOPICS = [*TOPIC_BY_EVENT_TYPE.values(), DEAD_LETTER_TOPIC]
+
+PositiveId = Annotated[int, Field(gt=0, lt=2**63)]
+
+
+def topic(base_name: str) -> str:
+    """The real topic name for a base name, with the configured prefix."""
+    return f"{settings.KAFKA_TOPIC_PREFIX}{base_name}"
+
+
+def topic_for_event_type(event_type: str) -> str:
+    return topic(TOPIC_BY_EVENT_TYPE[event_type])
+
+
+class InvalidEvent(Exception):
+    """The message cannot be an event of our contract. Never retried; dead-lettered with this reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PurchaseConfirmedV1(_Strict):
+    payment_id: PositiveId
+    provider_payment_id: Annotated[str, Field(min_length=1, max_length=128)]
+    student_id: PositiveId
+    course_id: PositiveId
+    amount: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_from_string(cls, value: Any) -> Any:
+        # Amounts travel as strings ("49.00") so no float ever touches money.
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, str):
+            try:
+                return Decimal(value)
+            except ArithmeticError as exc:
+                raise ValueError("amount must be a decimal string") from exc
+        raise ValueError("amount must be a decimal string such as \"49.00\"")
+
+
+class PurchaseCreatedV1(_Strict):
+    purchase_id: PositiveId
+    payment_id: PositiveId
+    student_id: PositiveId
+    course_id: PositiveId
+
+
+class TrainerAllocatedV1(_Strict):
+    allocation_id: PositiveId
+    trainer_id: PositiveId
+    student_id: PositiveId
+    course_id: PositiveId
+
+
+class SessionsScheduledV1(_Strict):
+    allocation_id: PositiveId
+    student_id: PositiveId
+    course_id: PositiveId
+    sessions_created: Annotated[int, Field(ge=0)]
+    future_sessions: Annotated[int, Field(ge=0)]
+
+
+PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Strict]] = {
+    (PURCHASE_CONFIRMED, 1): PurchaseConfirmedV1,
+    (PURCHASE_CREATED, 1): PurchaseCreatedV1,
+    (TRAINER_ALLOCATED, 1): TrainerAllocatedV1,
+    (SESSIONS_SCHEDULED, 1): SessionsScheduledV1,
+}
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_id: uuid.UUID
+    event_type: Annotated[str, Field(min_length=1, max_length=64)]
+    version: Annotated[int, Field(ge=1, strict=True)]
+    occurred_at: datetime.datetime
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    payload: dict[str, Any]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime.datetime) -> datetime.datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a time zone (ISO 8601 UTC)")
+        return value
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: uuid.UUID
+    event_type: str
+    version: int
+    occurred_at: datetime.datetime
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None
+    payload: Any  # the payload schema instance for (event_type, version)
+
+    @property
+    def student_id(self) -> int | None:
+        return getattr(self.payload, "student_id", None)
+
+    def to_json(self) -> bytes:
+        return _dumps(
+            {
+                "event_id": str(self.event_id),
+                "event_type": self.event_type,
+                "version": self.version,
+                "occurred_at": self.occurred_at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
+                "correlation_id": str(self.correlation_id),
+                "causation_id": str(self.causation_id) if self.causation_id else None,
+                "payload": self.payload.model_dump(mode="json"),
+            }
+        )
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def build_event(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    correlation_id: uuid.UUID,
+    causation_id: uuid.UUID | None = None,
+    version: int = 1,
+) -> Event:
+    """A new event with a fresh id; the payload is validated against its schema (a bug here fails loudly)."""
+    schema = PAYLOAD_SCHEMAS[(event_type, version)]
+    return Event(
+        event_id=uuid.uuid4(),
+        event_type=event_type,
+        version=version,
+        occurred_at=datetime.datetime.now(datetime.timezone.utc),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        payload=schema.model_validate(payload),
+    )
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
+    """Bytes from Kafka -> a validated Event, or InvalidEvent saying exactly what is wrong."""
+    if value is None:
+        raise InvalidEvent("message has no value (tombstone)")
+    limit = max_bytes if max_bytes is not None else settings.KAFKA_MAX_MESSAGE_BYTES
+    if len(value) > limit:
+        raise InvalidEvent(f"message is {len(value)} bytes, over the {limit}-byte limit")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"message is not UTF-8: {exc}") from exc
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"message is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidEvent(f"envelope must be a JSON object, got {type(raw).__name__}")
+    try:
+        envelope = _Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid envelope: {_reason(exc)}") from exc
+    schema = PAYLOAD_SCHEMAS.get((envelope.event_type, envelope.version))
+    if schema is None:
+        known = sorted(v for (t, v) in PAYLOAD_SCHEMAS if t == envelope.event_type)
+        if not known:
+            raise InvalidEvent(f"unknown event type {envelope.event_type!r}")
+        raise InvalidEvent(f"unsupported version {envelope.version} of {envelope.event_type} (known: {known})")
+    try:
+        payload = schema.model_validate(envelope.payload)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid {envelope.event_type} v{envelope.version} payload: {_reason(exc)}") from exc
+    return Event(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        version=envelope.version,
+        occurred_at=envelope.occurred_at,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+        payload=payload,
+    )

@@ -1,0 +1,71 @@
+"""Kafka client configuration in one place, so every producer, consumer and admin client agrees."""
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from django.conf import settings
+
+from enrollment.events import ALL_TOPICS, topic
+
+
+def base_config() -> dict[str, Any]:
+    return {"bootstrap.servers": settings.KAFKA_BROKERS}
+
+
+def admin_client() -> AdminClient:
+    return AdminClient(base_config())
+
+
+def make_producer(**overrides: Any) -> Producer:
+    """An idempotent producer (acks=all, no duplicates from its own retries), batching for 5 ms."""
+    config = {
+        **base_config(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.max.bytes": max(settings.KAFKA_MAX_MESSAGE_BYTES * 4, 1_000_000),
+        **overrides,
+    }
+    return Producer(config)
+
+
+def make_consumer(group_id: str, **overrides: Any) -> Consumer:
+    """A consumer that never commits on its own: offsets are committed after the database commit."""
+    config = {
+        **base_config(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "max.poll.interval.ms": 300_000,
+        "session.timeout.ms": 45_000,
+        **overrides,
+    }
+    return Consumer(config)
+
+
+def create_topics(
+    names: list[str] | None = None, *, partitions: int | None = None, replication: int | None = None, timeout: float = 30
+) -> dict[str, str]:
+    """Create the given topics (default: every topic of the pipeline) if missing. Returns name -> 'created'|'exists'."""
+    names = names if names is not None else [topic(name) for name in ALL_TOPICS]
+    partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
+    replication = replication or settings.KAFKA_TOPIC_REPLICATION
+    client = admin_client()
+    existing = set(client.list_topics(timeout=timeout).topics)
+    result = {name: "exists" for name in names if name in existing}
+    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in names if name not in existing]
+    if todo:
+        for name, future in client.create_topics(todo, operation_timeout=timeout, request_timeout=timeout).items():
+            try:
+                future.result()
+                result[name] = "created"
+            except Exception as exc:  # a concurrent creator won the race: that is fine
+                if "TOPIC_ALREADY_EXISTS" in str(exc):
+                    result[name] = "exists"
+                else:
+                    raise
+    return result

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PurchasesConfig(AppConfig):
+    name = "purchases"
+    verbose_name = "Payments and purchases"

@@ -1,0 +1,37 @@
+"""Training sessions: the rolling window of upcoming sessions of an allocation."""
+from django.db import models
+
+from allocations.models import Trainer, TrainerAllocation
+
+
+class TrainingSession(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    allocation = models.ForeignKey(TrainerAllocation, on_delete=models.PROTECT, related_name="sessions")
+    # Denormalised from the allocation so PostgreSQL can refuse to book one trainer twice at once.
+    trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="sessions")
+    scheduled_date = models.DateField(help_text="Local date in the course's time zone.")
+    scheduled_time = models.TimeField(help_text="Local time in the course's time zone.")
+    starts_at = models.DateTimeField(help_text="The same instant in UTC.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "training_sessions"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["allocation", "scheduled_date", "scheduled_time"], name="uniq_session_per_allocation_slot"
+            ),
+            models.UniqueConstraint(
+                fields=["trainer", "starts_at"],
+                condition=~models.Q(status="cancelled"),
+                name="uniq_trainer_booking_per_instant",
+            ),
+        ]
+        indexes = [models.Index(fields=["allocation", "starts_at"], name="session_allocation_starts")]
+
+    def __str__(self) -> str:
+        return f"session {self.scheduled_date} {self.scheduled_time} (allocation {self.allocation_id})"

@@ -1,0 +1,129 @@
+"""Settings, all from the environment (django-environ), with defaults that point at the local stack.
+
+Every variable is documented in `.env.example`. `DEBUG` is off unless `DEBUG=1`. The test suite uses
+`settings.test`, which only shortens timeouts and backoffs.
+"""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
+
+DEBUG = env.bool("DEBUG", default=False)
+# The local default only exists so a fresh checkout runs; production must set SECRET_KEY (check --deploy says so).
+SECRET_KEY = env("SECRET_KEY", default="insecure-local-only-secret-key-change-me-in-any-deployment")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "enrollment",
+    "purchases",
+    "allocations",
+    "sessions_sched",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "enrollment.urls"
+WSGI_APPLICATION = "enrollment.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:15432/enrollment")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": env("REDIS_URL", default="redis://127.0.0.1:16379/0"),
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=1.0),
+            "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=1.0),
+        },
+        "TIMEOUT": env.int("STUDENT_PAGE_CACHE_SECONDS", default=300),
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Kafka -------------------------------------------------------------------------------------
+KAFKA_BROKERS = env("KAFKA_BROKERS", default="127.0.0.1:19092")
+# Prefix for every topic name; lets several pipelines (or test runs) share one broker.
+KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
+KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
+KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
+KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=256 * 1024)
+
+# --- The allocation API and the payment webhook ------------------------------------------------
+ADMIN_SERVICE_URL = env("ADMIN_SERVICE_URL", default="http://127.0.0.1:8000")
+ALLOCATION_API_TOKEN = env("ALLOCATION_API_TOKEN", default="local-allocation-token")
+ALLOCATION_API_TIMEOUT_SECONDS = env.float("ALLOCATION_API_TIMEOUT_SECONDS", default=30.0)
+PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="local-webhook-secret")
+PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)
+
+# --- Workers -----------------------------------------------------------------------------------
+WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=500)
+WORKER_BATCH_WAIT_SECONDS = env.float("WORKER_BATCH_WAIT_SECONDS", default=0.2)
+RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=1.0)
+RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=300.0)
+OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
+METRICS_PORT = env.int("METRICS_PORT", default=0)  # 0: workers serve no metrics endpoint
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

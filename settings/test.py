@@ -1,0 +1,9 @@
+"""Test settings: the same real services, shorter timeouts and backoffs so retries run in seconds."""
+from settings import *  # noqa: F401,F403
+
+RETRY_BASE_SECONDS = 0.2
+RETRY_MAX_SECONDS = 2.0
+ALLOCATION_API_TIMEOUT_SECONDS = 2.0
+WORKER_BATCH_WAIT_SECONDS = 0.05
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405

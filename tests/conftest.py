@@ -1,0 +1,39 @@
+"""Fixtures for the real services: the stack is started (or reused) once per test session by the project's own
+script; each test gets its own topic prefix and consumer groups, so tests never see each other's messages."""
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("STACK_EXTERNAL") != "1":
+        subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
+
+
+@pytest.fixture
+def topic_prefix(settings):
+    """A fresh topic namespace for this test; every topic of the pipeline exists in it."""
+    from enrollment.kafka import create_topics
+
+    settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:10]}."
+    create_topics(partitions=2)
+    return settings.KAFKA_TOPIC_PREFIX
+
+
+@pytest.fixture
+def group_id():
+    return f"test-group-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()

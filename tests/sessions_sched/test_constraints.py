@@ -1,0 +1,42 @@
+import datetime
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from allocations.models import slot_time
+from sessions_sched.models import TrainingSession
+from tests.factories import AllocationFactory, SessionFactory, TrainerFactory
+
+pytestmark = pytest.mark.django_db
+DAY = datetime.date(2030, 1, 7)
+
+
+def test_same_allocation_date_and_time_is_rejected():
+    session = SessionFactory(scheduled_date=DAY)
+    with pytest.raises(IntegrityError, match="uniq_session_per_allocation_slot"), transaction.atomic():
+        SessionFactory(allocation=session.allocation, scheduled_date=DAY)
+
+
+def test_same_allocation_on_another_day_is_allowed():
+    session = SessionFactory(scheduled_date=DAY)
+    SessionFactory(allocation=session.allocation, scheduled_date=DAY + datetime.timedelta(days=1))
+    assert session.allocation.sessions.count() == 2
+
+
+def test_a_trainer_cannot_be_booked_twice_at_the_same_instant():
+    trainer = TrainerFactory()
+    first = AllocationFactory(trainer=trainer, slot_time=slot_time(0))
+    second = AllocationFactory(trainer=trainer, slot_time=slot_time(1))
+    SessionFactory(allocation=first, scheduled_date=DAY)
+    starts_at = first.sessions.get().starts_at
+    with pytest.raises(IntegrityError, match="uniq_trainer_booking_per_instant"), transaction.atomic():
+        SessionFactory(allocation=second, scheduled_date=DAY, starts_at=starts_at)
+
+
+def test_a_cancelled_session_frees_the_trainer():
+    trainer = TrainerFactory()
+    first = AllocationFactory(trainer=trainer, slot_time=slot_time(0))
+    second = AllocationFactory(trainer=trainer, slot_time=slot_time(1))
+    cancelled = SessionFactory(allocation=first, scheduled_date=DAY, status=TrainingSession.Status.CANCELLED)
+    SessionFactory(allocation=second, scheduled_date=DAY, starts_at=cancelled.starts_at)
+    assert TrainingSession.objects.filter(starts_at=cancelled.starts_at).count() == 2

@@ -1,0 +1,132 @@
+"""The framework's own tables: what each consumer group processed, what waits to be published, what waits to
+be retried, and what failed for good."""
+import uuid
+
+from django.db import models
+
+
+class ProcessedEvent(models.Model):
+    """One event handled by one consumer group. Keyed by (consumer, event_id), not event_id alone: two groups
+    read `purchase-created`, and the first one done must not make the other skip it."""
+
+    consumer = models.CharField(max_length=100)
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=64)
+    correlation_id = models.UUIDField(null=True, db_index=True)
+    processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "processed_events"
+        constraints = [models.UniqueConstraint(fields=["consumer", "event_id"], name="uniq_processed_event_per_consumer")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}:{self.event_id}"
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the state change that caused it; published after commit,
+    and by `relay_outbox` if that did not happen (crash between commit and publish, broker down)."""
+
+    event_id = models.UUIDField(unique=True)
+    event_type = models.CharField(max_length=64)
+    topic = models.CharField(max_length=249)
+    key = models.CharField(max_length=255)
+    value = models.BinaryField(help_text="The serialized envelope, published byte for byte.")
+    correlation_id = models.UUIDField(null=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    publish_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "outbox_events"
+        indexes = [
+            models.Index(fields=["created_at"], condition=models.Q(sent_at__isnull=True), name="outbox_unsent"),
+            models.Index(fields=["sent_at"], condition=models.Q(sent_at__isnull=False), name="outbox_sent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} ({'sent' if self.sent_at else 'unsent'})"
+
+
+class PendingRetry(models.Model):
+    """A message whose handler failed with a transient error and waits for its next attempt.
+
+    The row holds the original message, so the Kafka offset can be committed as soon as the row is durable:
+    the partition keeps flowing while this one event waits, and its attempt count and due time survive a
+    restart. Workers of the group take due rows with SELECT ... FOR UPDATE SKIP LOCKED.
+    """
+
+    consumer = models.CharField(max_length=100)
+    event_id = models.UUIDField()
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    key = models.BinaryField(null=True)
+    value = models.BinaryField()
+    headers = models.JSONField(default=list)
+    attempts = models.PositiveIntegerField(default=1)
+    next_attempt_at = models.DateTimeField()
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    error_class = models.CharField(max_length=200)
+    error_message = models.TextField()
+    traceback = models.TextField(blank=True, default="")
+    correlation_id = models.UUIDField(null=True)
+
+    class Meta:
+        db_table = "pending_retries"
+        constraints = [models.UniqueConstraint(fields=["consumer", "event_id"], name="uniq_pending_retry_per_consumer")]
+        indexes = [models.Index(fields=["consumer", "next_attempt_at"], name="pending_retry_due")]
+
+
+class DeadLetter(models.Model):
+    """A message a stage gave up on, with everything needed to understand and replay it."""
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        REPLAYED = "replayed"
+        DISCARDED = "discarded"
+        RESOLVED = "resolved"
+
+    id = models.BigAutoField(primary_key=True)
+    dead_letter_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    stage = models.CharField(max_length=64)
+    consumer_group = models.CharField(max_length=100)
+    event_id = models.UUIDField(null=True, blank=True, db_index=True)
+    event_type = models.CharField(max_length=64, blank=True, default="")
+    original_topic = models.CharField(max_length=249)
+    original_partition = models.IntegerField()
+    original_offset = models.BigIntegerField()
+    key = models.BinaryField(null=True)
+    headers = models.JSONField(default=list)
+    payload = models.BinaryField(help_text="The original message value, byte for byte.")
+    error_class = models.CharField(max_length=200)
+    error_message = models.TextField()
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    student_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.CharField(max_length=150, blank=True, default="")
+    status_reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "dead_letters"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["consumer_group", "original_topic", "original_partition", "original_offset"],
+                name="uniq_dead_letter_per_message_and_group",
+            ),
+        ]
+        permissions = [
+            ("replay_deadletter", "Can replay dead letters"),
+            ("discard_deadletter", "Can discard dead letters"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.pk} ({self.stage}: {self.error_class})"
