@@ -1,0 +1,195 @@
+"""The consume loop every stage shares: poll a batch -> process it -> commit its offsets; run due retries; keep
+polling while a dependency is down (partitions paused), so the group never evicts the consumer.
+
+Commit policy: offsets are committed synchronously, once per batch, only after `Processor.process()` returned,
+i.e. after every event of the batch is committed in PostgreSQL (handled, parked for a retry) or acknowledged by
+the broker on the dead-letter topic. If processing raises (the database or the broker is down), the batch is
+rewound (seek to its first offsets) and polled again after a short pause: nothing is lost, and what already
+committed is skipped by its ProcessedEvent row.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from enrollment.kafka import make_consumer, make_producer
+from workers import metrics
+from workers.dead_letters import DeadLetterPublisher, SourceMessage
+from workers.models import PendingRetry
+from workers.outbox import publisher
+from workers.processing import Processor
+from workers.retry import Backoff, CircuitBreaker
+from workers.stage import Stage
+
+log = logging.getLogger(__name__)
+GAUGE_EVERY_SECONDS = 5.0
+
+
+def _source(msg: Message) -> SourceMessage:
+    return SourceMessage(
+        topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), key=msg.key(), value=msg.value(),
+        headers=list(msg.headers() or []),
+    )
+
+
+class StageConsumer:
+    def __init__(
+        self,
+        stage: Stage,
+        *,
+        batch_size: int | None = None,
+        batch_wait: float | None = None,
+        consumer_config: dict | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.stage = stage
+        self.batch_size = batch_size or settings.WORKER_BATCH_SIZE
+        self.batch_wait = batch_wait if batch_wait is not None else settings.WORKER_BATCH_WAIT_SECONDS
+        self.consumer = make_consumer(stage.group_id, **(consumer_config or {}))
+        self.producer = make_producer()
+        self.breaker = breaker or CircuitBreaker(stage.name)
+        self.processor = Processor(
+            stage,
+            backoff=Backoff(settings.RETRY_BASE_SECONDS, settings.RETRY_MAX_SECONDS),
+            breaker=self.breaker,
+            dead_letters=DeadLetterPublisher(self.producer),
+        )
+        self.stop_requested = False
+        self._paused = False
+        self._infra_failures = 0
+        self._gauges_at = 0.0
+        self.consumer.subscribe(stage.topic_names())
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
+        """Poll until SIGTERM/SIGINT (or `should_stop()`), then finish the batch, commit and close."""
+        try:
+            while not self.stop_requested and not (should_stop and should_stop()):
+                self.poll_once()
+        finally:
+            self.close()
+
+    def install_signal_handlers(self) -> None:
+        def request_stop(signum, frame):
+            log.info("stop requested", extra={"stage": self.stage.name, "signal": signum})
+            self.stop_requested = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def poll_once(self) -> int:
+        """One iteration: poll a batch, process and commit it, run due retries. Returns messages polled."""
+        close_old_connections()
+        self._set_paused(not self.breaker.allows_work())
+        messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.batch_wait)
+        metrics.LAST_POLL.labels(self.stage.name).set_to_current_time()
+        sources = []
+        for msg in messages:
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", msg.error(), extra={"stage": self.stage.name})
+                continue
+            sources.append(_source(msg))
+        if sources and self._process(sources):
+            self._commit(sources)
+        self._retries()
+        self._housekeeping()
+        return len(sources)
+
+    def _process(self, sources: list[SourceMessage]) -> bool:
+        started = time.perf_counter()
+        try:
+            self.processor.process(sources)
+        except Exception:
+            self._infra_failures += 1
+            pause = min(0.2 * 2 ** self._infra_failures, 5.0)
+            log.exception("batch could not be made durable; rewinding it", extra={"stage": self.stage.name,
+                                                                                   "pause_seconds": pause})
+            self._rewind(sources)
+            self._reset_db()
+            time.sleep(pause)
+            return False
+        self._infra_failures = 0
+        metrics.HANDLE_SECONDS.labels(self.stage.name).observe(time.perf_counter() - started)
+        return True
+
+    def _commit(self, sources: list[SourceMessage]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for s in sources:
+            last[(s.topic, s.partition)] = max(last.get((s.topic, s.partition), -1), s.offset)
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # rebalance or broker outage: the batch is redelivered and skipped
+            log.warning("offset commit failed: %s", exc, extra={"stage": self.stage.name})
+
+    def _rewind(self, sources: list[SourceMessage]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for s in sources:
+            first[(s.topic, s.partition)] = min(first.get((s.topic, s.partition), s.offset), s.offset)
+        for (t, p), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(t, p, offset))
+            except KafkaException as exc:  # partition revoked meanwhile: its new owner starts from the commit
+                log.warning("rewind failed: %s", exc, extra={"stage": self.stage.name})
+
+    def _retries(self) -> None:
+        try:
+            if self.breaker.wants_probe:
+                self.processor.probe()
+            else:
+                self.processor.run_due()
+        except Exception:
+            log.exception("running retries failed", extra={"stage": self.stage.name})
+            self._reset_db()
+
+    def _set_paused(self, paused: bool) -> None:
+        assignment = self.consumer.assignment()
+        if paused and assignment:
+            self.consumer.pause(assignment)  # every iteration: newly assigned partitions get paused too
+        elif not paused and self._paused and assignment:
+            self.consumer.resume(assignment)
+        self._paused = paused
+
+    def _housekeeping(self) -> None:
+        try:
+            publisher().mark_delivered()
+        except Exception:
+            log.exception("marking outbox rows sent failed", extra={"stage": self.stage.name})
+            self._reset_db()
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGE_EVERY_SECONDS:
+            return
+        self._gauges_at = now
+        try:
+            metrics.PENDING_RETRIES.labels(self.stage.name).set(
+                PendingRetry.objects.filter(consumer=self.stage.group_id).count()
+            )
+            for tp in self.consumer.position(self.consumer.assignment()):
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+                if tp.offset >= 0:
+                    metrics.CONSUMER_LAG.labels(self.stage.name, tp.topic, tp.partition).set(max(high - tp.offset, 0))
+        except Exception:
+            log.debug("gauges failed", exc_info=True)
+            self._reset_db()
+
+    @staticmethod
+    def _reset_db() -> None:
+        try:
+            connection.close()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        try:
+            publisher().flush(5)
+        except Exception:
+            log.exception("outbox flush at shutdown failed")
+        self.producer.flush(5)
+        self.consumer.close()

@@ -1,0 +1,36 @@
+"""Prometheus metrics of the workers and the outbox. Served by `serve()` on METRICS_PORT when set."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS_PROCESSED = Counter("pipeline_events_processed_total", "Events handled successfully", ["stage"])
+EVENTS_SKIPPED = Counter("pipeline_events_skipped_total", "Events already processed by this group", ["stage"])
+EVENTS_FAILED = Counter("pipeline_events_failed_total", "Handler failures (before retry)", ["stage", "kind"])
+EVENTS_RETRIED = Counter("pipeline_events_retried_total", "Retry attempts scheduled", ["stage"])
+EVENTS_DEAD_LETTERED = Counter("pipeline_events_dead_lettered_total", "Events sent to the DLQ", ["stage", "reason"])
+BATCH_FALLBACKS = Counter("pipeline_batch_fallbacks_total", "Batches re-run one event at a time", ["stage"])
+HANDLE_SECONDS = Histogram(
+    "pipeline_batch_seconds", "Time to process one polled batch", ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+END_TO_END_SECONDS = Histogram(
+    "pipeline_event_age_seconds", "Age of an event (occurred_at to handled)", ["stage"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+PENDING_RETRIES = Gauge("pipeline_pending_retries", "Events waiting for a retry", ["stage"])
+CONSUMER_LAG = Gauge("pipeline_consumer_lag", "Messages behind the partition end", ["stage", "topic", "partition"])
+BREAKER_OPEN = Gauge("pipeline_circuit_open", "1 while the stage's circuit breaker is open (dependency down)", ["stage"])
+BREAKER_TRANSITIONS = Counter("pipeline_circuit_transitions_total", "Breaker state changes", ["stage", "state"])
+CACHE_FAILURES = Counter("pipeline_cache_invalidation_failures_total", "Cache deletes that failed (acknowledged)")
+OUTBOX_SENT = Counter("pipeline_outbox_sent_total", "Outbox rows confirmed by the broker")
+OUTBOX_PUBLISH_FAILED = Counter("pipeline_outbox_publish_failed_total", "Outbox deliveries that failed")
+LAST_POLL = Gauge("pipeline_last_poll_timestamp_seconds", "When the consumer last polled", ["stage"])
+
+_served = False
+
+
+def serve(port: int) -> None:
+    global _served
+    if port and not _served:
+        start_http_server(port, addr="127.0.0.1")
+        _served = True

@@ -1,0 +1,177 @@
+"""The transactional outbox: `emit()` inside a transaction, publish after commit, relay what is left.
+
+The seed published after committing, so a crash between the two lost the next stage's event for good. Here an
+emitted event is an OutboxEvent row written in the same transaction as the state change; once the transaction
+commits it is handed to an idempotent producer at once (low latency), and marked sent when the broker's
+delivery report arrives. `relay_outbox` publishes any row still unsent after a grace period (the process died,
+the broker was down), so every committed event reaches Kafka at least once; consumers are idempotent.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from enrollment.events import Event, build_event, topic_for_event_type
+from enrollment.kafka import make_producer
+from workers import metrics
+from workers.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+
+def emit(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    correlation_id: uuid.UUID,
+    causation_id: uuid.UUID | None = None,
+    key: str | int | None = None,
+) -> Event:
+    """Record an event to publish when the current transaction commits. Must run inside a transaction."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("emit() must run inside transaction.atomic(): the event commits with the state change")
+    event = build_event(event_type, payload, correlation_id=correlation_id, causation_id=causation_id)
+    row = OutboxEvent.objects.create(
+        event_id=event.event_id,
+        event_type=event_type,
+        topic=topic_for_event_type(event_type),
+        key=str(key if key is not None else payload["student_id"]),
+        value=event.to_json(),
+        correlation_id=correlation_id,
+    )
+    transaction.on_commit(lambda: publisher().publish([row]))
+    return event
+
+
+class OutboxPublisher:
+    """Publishes outbox rows with one idempotent producer and marks them sent on the broker's delivery report.
+
+    Delivery reports arrive during `poll()`/`flush()`; `mark_delivered()` turns the collected ids into one
+    UPDATE. Thread-safe enough for gunicorn threads: the producer is thread-safe and the id list has a lock.
+    """
+
+    def __init__(self, producer: Producer | None = None) -> None:
+        self.producer = producer or make_producer()
+        self._delivered: list[int] = []
+        self._lock = threading.Lock()
+
+    def _on_delivery(self, row_id: int, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            with self._lock:
+                self._delivered.append(row_id)
+        else:
+            log.warning("outbox publish failed", extra={"outbox_id": row_id, "error": str(err)})
+            metrics.OUTBOX_PUBLISH_FAILED.inc()
+
+    def publish(self, rows: Iterable[OutboxEvent]) -> int:
+        count = 0
+        for row in rows:
+            try:
+                self.producer.produce(
+                    row.topic,
+                    key=row.key.encode(),
+                    value=bytes(row.value),
+                    headers=[("event_type", row.event_type.encode()), ("event_id", str(row.event_id).encode())],
+                    on_delivery=lambda err, msg, row_id=row.pk: self._on_delivery(row_id, err, msg),
+                )
+                count += 1
+            except BufferError:
+                self.producer.poll(0.5)  # local queue full: let it drain; the relay sends the rest
+                break
+            except Exception:  # never lose the caller's work over a publish problem: the relay has it
+                log.exception("outbox publish raised", extra={"outbox_id": row.pk})
+                break
+        self.producer.poll(0)
+        return count
+
+    def take_delivered(self) -> list[int]:
+        with self._lock:
+            ids, self._delivered = self._delivered, []
+        return ids
+
+    def mark_delivered(self) -> int:
+        """Mark rows whose delivery the broker confirmed as sent. Returns how many."""
+        self.producer.poll(0)
+        ids = self.take_delivered()
+        if ids:
+            OutboxEvent.objects.filter(pk__in=ids, sent_at__isnull=True).update(sent_at=timezone.now())
+            metrics.OUTBOX_SENT.inc(len(ids))
+        return len(ids)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Wait for outstanding deliveries (up to timeout), mark them sent; returns messages still queued."""
+        remaining = self.producer.flush(timeout)
+        self.mark_delivered()
+        return remaining
+
+
+_publisher: OutboxPublisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def publisher() -> OutboxPublisher:
+    """The process-wide publisher (created on first use)."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None:
+            _publisher = OutboxPublisher()
+        return _publisher
+
+
+def relay_once(
+    relay: OutboxPublisher, *, grace_seconds: float = 2.0, limit: int = 1000, flush_timeout: float = 30.0
+) -> int:
+    """Publish unsent rows older than the grace period (rows just handed to a producer are left to it) and mark
+    them sent once the broker acknowledged them. Safe in several processes (SKIP LOCKED). `relay` is the relay's
+    own publisher, so the delivery reports it collects are its own. Returns the number of rows marked sent."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    with transaction.atomic():
+        rows = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True, created_at__lte=cutoff)
+            .order_by("created_at", "id")[:limit]
+        )
+        if not rows:
+            return 0
+        relay.publish(rows)
+        relay.producer.flush(flush_timeout)
+        delivered = set(relay.take_delivered())
+        OutboxEvent.objects.filter(pk__in=delivered).update(sent_at=timezone.now())
+        unsent = [row.pk for row in rows if row.pk not in delivered]
+        if unsent:
+            OutboxEvent.objects.filter(pk__in=unsent).update(
+                publish_attempts=F("publish_attempts") + 1, last_error="not acknowledged by the broker in time"
+            )
+    metrics.OUTBOX_SENT.inc(len(delivered))
+    return len(delivered)
+
+
+def prune(*, outbox_days: int, processed_days: int) -> dict[str, int]:
+    """Delete sent outbox rows and processed events past their retention.
+
+    A processed event is kept while an unresolved dead letter (new or replayed) names the same event: a
+    replay republishes the event to its topic, where every other group reads it again, and those groups
+    need their processed-event row to skip it.
+    """
+    from workers.models import DeadLetter, ProcessedEvent
+
+    now = timezone.now()
+    outbox_deleted, _ = OutboxEvent.objects.filter(sent_at__lt=now - timedelta(days=outbox_days)).delete()
+    unresolved = DeadLetter.objects.filter(
+        status__in=[DeadLetter.Status.NEW, DeadLetter.Status.REPLAYED], event_id__isnull=False
+    ).values("event_id")
+    processed_deleted, _ = (
+        ProcessedEvent.objects.filter(processed_at__lt=now - timedelta(days=processed_days))
+        .exclude(event_id__in=unresolved)
+        .delete()
+    )
+    return {"outbox_events": outbox_deleted, "processed_events": processed_deleted}

@@ -1,0 +1,285 @@
+"""decode -> claim -> handle -> (retry | dead-letter): what happens to a polled batch, without Kafka's loop.
+
+Guarantees, given that the caller commits offsets only after `process()` returns:
+- Exactly-once effects per consumer group: the ProcessedEvent row is claimed (INSERT ... ON CONFLICT DO
+  NOTHING) in the same transaction as the handler's writes and outbox rows; an event whose claim exists is
+  skipped. A concurrent duplicate blocks on the unique index and then skips.
+- Batches: one transaction for the whole batch when the stage allows it; if anything in it fails, the
+  transaction rolls back and every event runs again alone, so a bad event never rolls back or repeats its
+  neighbours' effects.
+- Retries without stalling: a transiently failed event becomes a PendingRetry row (the original message
+  inside) in PostgreSQL, so its offset can be committed and the partition keeps flowing. Due rows are run by
+  `run_due()` between polls. Why a table rather than retry topics: the attempt count, due time and the
+  handler's effects then live in one transactional store (a retry that succeeds deletes its row in the same
+  transaction that claims the event), it survives restarts and rebalances with no extra topics per group,
+  and several workers of a group share the due rows with SELECT ... FOR UPDATE SKIP LOCKED.
+- Anything the framework cannot make durable (database down, DLQ not acknowledged) raises out of `process()`,
+  and the caller rewinds the batch instead of committing it.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import traceback
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from enrollment.events import Event, InvalidEvent, decode
+from workers import metrics
+from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
+from workers.errors import PermanentError, is_transient
+from workers.models import PendingRetry
+from workers.retry import Backoff, CircuitBreaker
+from workers.stage import Stage
+
+log = logging.getLogger(__name__)
+
+CLAIM_SQL = """
+INSERT INTO processed_events (consumer, event_id, event_type, correlation_id, processed_at)
+SELECT %s, e.id, e.type, e.corr, now() FROM unnest(%s::uuid[], %s::text[], %s::uuid[]) AS e(id, type, corr)
+ON CONFLICT (consumer, event_id) DO NOTHING
+RETURNING event_id
+"""
+
+
+def _error_parts(exc: BaseException) -> tuple[str, str, str]:
+    cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return cls, str(exc) or cls, "".join(traceback.format_exception(exc))
+
+
+class Processor:
+    def __init__(
+        self, stage: Stage, *, backoff: Backoff, breaker: CircuitBreaker, dead_letters: DeadLetterPublisher
+    ) -> None:
+        self.stage = stage
+        self.backoff = backoff
+        self.breaker = breaker
+        self.dead_letters = dead_letters
+
+    # --- a polled batch ------------------------------------------------------------------------------
+    def process(self, sources: Sequence[SourceMessage]) -> None:
+        invalid: list[DeadLetterRecord] = []
+        events: list[tuple[SourceMessage, Event]] = []
+        seen: set = set()
+        for source in sources:
+            try:
+                event = decode(source.value)
+            except InvalidEvent as exc:
+                invalid.append(self._record(source, None, exc, attempts=0, reason="invalid"))
+                continue
+            if event.event_id not in seen:  # the same event twice in one batch: handle it once
+                seen.add(event.event_id)
+                events.append((source, event))
+        self._dead_letter(invalid)
+        if not events:
+            return
+        if self.breaker.is_open:  # opened while this batch was in flight: park it without spending attempts
+            self._park(events)
+            return
+        if self.stage.batchable and len(events) > 1:
+            try:
+                self._run_together([event for _, event in events])
+                return
+            except Exception as exc:
+                metrics.BATCH_FALLBACKS.labels(self.stage.name).inc()
+                log.info("batch failed, one event at a time", extra={"stage": self.stage.name, "error": repr(exc)})
+        for position, (source, event) in enumerate(events):
+            if self.breaker.is_open:
+                self._park(events[position:])
+                return
+            self._run_one(source, event)
+
+    def _claim(self, events: Sequence[Event]) -> list[Event]:
+        """Record the events as processed by this group; returns those not processed before."""
+        if not self.stage.record_processed:
+            return list(events)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                CLAIM_SQL,
+                [
+                    self.stage.group_id,
+                    [e.event_id for e in events],
+                    [e.event_type for e in events],
+                    [e.correlation_id for e in events],
+                ],
+            )
+            fresh = {row[0] for row in cursor.fetchall()}
+        skipped = len(events) - len(fresh)
+        if skipped:
+            metrics.EVENTS_SKIPPED.labels(self.stage.name).inc(skipped)
+        return [e for e in events if e.event_id in fresh]
+
+    def _succeeded(self, events: Sequence[Event]) -> None:
+        now = timezone.now()
+        for event in events:
+            metrics.EVENTS_PROCESSED.labels(self.stage.name).inc()
+            metrics.END_TO_END_SECONDS.labels(self.stage.name).observe(max((now - event.occurred_at).total_seconds(), 0))
+            self.breaker.record(transient_failure=False)
+
+    def _run_together(self, events: list[Event]) -> None:
+        with transaction.atomic():
+            fresh = self._claim(events)
+            if fresh:
+                if self.stage.batch_handler is not None:
+                    self.stage.batch_handler(fresh)
+                else:
+                    for event in fresh:
+                        self.stage.handler(event)
+        self._succeeded(fresh)
+
+    def _run_one(self, source: SourceMessage, event: Event) -> None:
+        try:
+            with transaction.atomic():
+                fresh = self._claim([event])
+                if fresh:
+                    self.stage.handler(event)
+            self._succeeded(fresh)
+        except Exception as exc:
+            self._failed(source, event, exc, attempts=1, first_failed_at=None)
+
+    def _failed(
+        self, source: SourceMessage, event: Event, exc: Exception, *, attempts: int, first_failed_at
+    ) -> None:
+        """First failure of a freshly consumed event: retry later, or dead-letter now."""
+        transient = is_transient(exc)
+        kind = "permanent" if isinstance(exc, PermanentError) else ("transient" if transient else "unexpected")
+        metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
+        self.breaker.record(transient_failure=transient)
+        if not self.stage.dead_letters:
+            log.warning("handler failed; acknowledged (stage never dead-letters)", exc_info=exc,
+                        extra={"stage": self.stage.name, "event_id": str(event.event_id)})
+            return
+        if isinstance(exc, PermanentError) or attempts >= self.stage.max_attempts:
+            reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
+            self._dead_letter([self._record(source, event, exc, attempts=attempts, reason=reason,
+                                            first_failed_at=first_failed_at)])
+            return
+        now = timezone.now()
+        cls, message, tb = _error_parts(exc)
+        PendingRetry.objects.bulk_create(
+            [
+                PendingRetry(
+                    consumer=self.stage.group_id, event_id=event.event_id, topic=source.topic,
+                    partition=source.partition, offset=source.offset, key=source.key, value=source.value,
+                    headers=[[k, (v or b"").decode("latin-1")] for k, v in source.headers], attempts=attempts,
+                    next_attempt_at=now + datetime.timedelta(seconds=self.backoff.delay(attempts)),
+                    first_failed_at=now, last_failed_at=now, error_class=cls, error_message=message,
+                    traceback=tb, correlation_id=event.correlation_id,
+                )
+            ],
+            ignore_conflicts=True,  # already waiting (a redelivery of the same event): keep its count
+        )
+        metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
+
+    def _park(self, events: Sequence[tuple[SourceMessage, Event]]) -> None:
+        """Keep events for later without spending an attempt (the breaker is open)."""
+        now = timezone.now()
+        PendingRetry.objects.bulk_create(
+            [
+                PendingRetry(
+                    consumer=self.stage.group_id, event_id=e.event_id, topic=s.topic, partition=s.partition,
+                    offset=s.offset, key=s.key, value=s.value,
+                    headers=[[k, (v or b"").decode("latin-1")] for k, v in s.headers], attempts=0,
+                    next_attempt_at=now, first_failed_at=now, last_failed_at=now,
+                    error_class="", error_message="parked while the circuit breaker was open",
+                    correlation_id=e.correlation_id,
+                )
+                for s, e in events
+            ],
+            ignore_conflicts=True,
+        )
+
+    # --- retries --------------------------------------------------------------------------------------
+    def run_due(self, limit: int = 100) -> int:
+        """Run due retries (none while the breaker is open). Returns how many rows were attempted."""
+        if not self.breaker.allows_work():
+            return 0
+        with transaction.atomic():
+            rows = list(
+                PendingRetry.objects.select_for_update(skip_locked=True)
+                .filter(consumer=self.stage.group_id, next_attempt_at__lte=timezone.now())
+                .order_by("next_attempt_at")[:limit]
+            )
+            done = 0
+            for row in rows:
+                if self.breaker.is_open:
+                    break
+                self._retry(row, probe=False)
+                done += 1
+        return done
+
+    def probe(self) -> bool | None:
+        """Half-open breaker: try the oldest waiting event once, without spending its attempt on a transient
+        failure. Returns the probe's success, or None when nothing waits (the breaker then closes)."""
+        with transaction.atomic():
+            row = (
+                PendingRetry.objects.select_for_update(skip_locked=True)
+                .filter(consumer=self.stage.group_id)
+                .order_by("next_attempt_at")
+                .first()
+            )
+            if row is None:
+                self.breaker.record(transient_failure=False)
+                return None
+            return self._retry(row, probe=True)
+
+    def _retry(self, row: PendingRetry, *, probe: bool) -> bool:
+        source = SourceMessage(
+            topic=row.topic, partition=row.partition, offset=row.offset,
+            key=bytes(row.key) if row.key is not None else None, value=bytes(row.value),
+            headers=[(k, v.encode("latin-1")) for k, v in row.headers],
+        )
+        event = decode(source.value)  # it decoded when it was stored
+        try:
+            with transaction.atomic():
+                fresh = self._claim([event])
+                if fresh:
+                    self.stage.handler(event)
+            row.delete()
+            self._succeeded(fresh)
+            return True
+        except Exception as exc:
+            transient = is_transient(exc)
+            self.breaker.record(transient_failure=transient)
+            metrics.EVENTS_FAILED.labels(self.stage.name, "transient" if transient else "retry").inc()
+            attempts = row.attempts if (probe and transient) else row.attempts + 1
+            if isinstance(exc, PermanentError) or attempts >= self.stage.max_attempts:
+                reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
+                record = self._record(source, event, exc, attempts=attempts, reason=reason,
+                                      first_failed_at=row.first_failed_at)
+                self._dead_letter([record])
+                row.delete()
+                return False
+            now = timezone.now()
+            row.error_class, row.error_message, row.traceback = _error_parts(exc)
+            row.attempts, row.last_failed_at = attempts, now
+            row.next_attempt_at = now + datetime.timedelta(seconds=self.backoff.delay(max(attempts, 1)))
+            row.save()
+            metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
+            return False
+
+    # --- dead letters ---------------------------------------------------------------------------------
+    def _record(self, source, event, exc, *, attempts, reason, first_failed_at=None) -> DeadLetterRecord:
+        cls, message, tb = _error_parts(exc)
+        now = timezone.now()
+        return DeadLetterRecord(
+            source=source, stage=self.stage.name, consumer_group=self.stage.group_id, error_class=cls,
+            error_message=message, traceback=tb, attempts=attempts, first_failed_at=first_failed_at or now,
+            last_failed_at=now, reason=reason,
+            event_id=str(event.event_id) if event else None, event_type=event.event_type if event else None,
+            correlation_id=str(event.correlation_id) if event else None,
+            student_id=event.student_id if event else None,
+        )
+
+    def _dead_letter(self, records: list[DeadLetterRecord]) -> None:
+        if not records:
+            return
+        if not self.stage.dead_letters:
+            for record in records:
+                log.warning("dropped an invalid message (stage never dead-letters): %s", record.error_message,
+                            extra={"stage": self.stage.name, "topic": record.source.topic,
+                                   "offset": record.source.offset})
+            return
+        self.dead_letters.publish(records)
