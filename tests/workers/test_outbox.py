@@ -1,0 +1,109 @@
+"""The transactional outbox: rows commit with the state change, are published after commit, and the relay
+publishes whatever was left behind."""
+import datetime
+import os
+import subprocess
+import uuid
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from enrollment.events import TRAINER_ALLOCATED, topic_for_event_type
+from enrollment.kafka import make_producer
+from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
+from workers.outbox import OutboxPublisher, emit, prune, relay_once
+from tests.conftest import ROOT
+from tests.workers import support
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PAYLOAD = {"allocation_id": 1, "trainer_id": 2, "student_id": 3, "course_id": 4}
+
+
+def _leftover_rows(n: int) -> list[OutboxEvent]:
+    """Rows committed by a process that died before publishing them."""
+    old = timezone.now() - datetime.timedelta(minutes=1)
+    rows = []
+    for i in range(n):
+        event = support.purchase_created(i + 1)
+        rows.append(OutboxEvent.objects.create(event_id=event.event_id, event_type=event.event_type,
+                                               topic=topic_for_event_type(event.event_type), key=str(i + 1),
+                                               value=event.to_json(), correlation_id=event.correlation_id))
+    OutboxEvent.objects.filter(pk__in=[r.pk for r in rows]).update(created_at=old)
+    return rows
+
+
+def test_emit_outside_a_transaction_is_refused():
+    with pytest.raises(RuntimeError, match="inside transaction.atomic"):
+        emit(TRAINER_ALLOCATED, PAYLOAD, correlation_id=uuid.uuid4())
+
+
+def test_a_rolled_back_transaction_emits_nothing(topic_prefix):
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        emit(TRAINER_ALLOCATED, PAYLOAD, correlation_id=uuid.uuid4())
+        1 / 0
+    assert not OutboxEvent.objects.exists()
+    assert support.read_topic("trainer-allocated", 0, timeout=1) == []
+
+
+def test_emitted_event_is_published_after_commit_with_its_envelope(topic_prefix):
+    correlation, cause = uuid.uuid4(), uuid.uuid4()
+    with transaction.atomic():
+        event = emit(TRAINER_ALLOCATED, PAYLOAD, correlation_id=correlation, causation_id=cause)
+    [message] = support.read_topic("trainer-allocated", 1)
+    assert message.key() == b"3"
+    assert message.value() == bytes(OutboxEvent.objects.get().value) == event.to_json()
+    assert (event.correlation_id, event.causation_id) == (correlation, cause)
+
+
+def test_relay_publishes_left_over_rows_and_marks_them_sent(topic_prefix):
+    rows = _leftover_rows(5)
+    young = _leftover_rows(1)[0]
+    OutboxEvent.objects.filter(pk=young.pk).update(created_at=timezone.now())
+    assert relay_once(OutboxPublisher(), grace_seconds=2) == 5
+    assert {m.value() for m in support.read_topic("purchase-created", 5)} == {bytes(r.value) for r in rows}
+    assert OutboxEvent.objects.filter(sent_at__isnull=False).count() == 5
+    assert OutboxEvent.objects.get(pk=young.pk).sent_at is None  # left to the producer that owns it
+
+
+def test_relay_keeps_rows_while_the_broker_is_unreachable(topic_prefix):
+    _leftover_rows(3)
+    unreachable = OutboxPublisher(make_producer(**{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1000}))
+    assert relay_once(unreachable, flush_timeout=3) == 0
+    assert OutboxEvent.objects.filter(sent_at__isnull=True, publish_attempts=1).count() == 3
+    assert relay_once(OutboxPublisher()) == 3
+
+
+def test_relay_outbox_command_runs_once(topic_prefix):
+    _leftover_rows(2)
+    out = subprocess.run([str(ROOT / ".venv/bin/python"), "manage.py", "relay_outbox", "--once"], cwd=ROOT,
+                         env=_env(topic_prefix), capture_output=True, text=True, check=True).stdout
+    assert "relayed 2 outbox event(s)" in out
+
+
+def _env(prefix):
+    db = connection.settings_dict
+    return {**os.environ, "KAFKA_TOPIC_PREFIX": prefix, "DJANGO_SETTINGS_MODULE": "settings",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+
+
+def test_prune_keeps_recent_and_unsent_rows_and_what_a_dead_letter_needs():
+    long_ago = timezone.now() - datetime.timedelta(days=40)
+    old_sent, old_unsent, recent_sent = _leftover_rows(3)
+    OutboxEvent.objects.filter(pk__in=[old_sent.pk, old_unsent.pk]).update(created_at=long_ago)
+    OutboxEvent.objects.filter(pk=old_sent.pk).update(sent_at=long_ago)
+    OutboxEvent.objects.filter(pk=recent_sent.pk).update(sent_at=timezone.now())
+    needed, resolved, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for event_id in (needed, resolved, plain):
+        ProcessedEvent.objects.create(consumer="cache-invalidation-workers", event_id=event_id, event_type="X")
+    ProcessedEvent.objects.update(processed_at=long_ago)
+    for event_id, status in ((needed, DeadLetter.Status.NEW), (resolved, DeadLetter.Status.RESOLVED)):
+        DeadLetter.objects.create(stage="allocations", consumer_group="trainer-allocation-workers",
+                                  event_id=event_id, original_topic="purchase-created", original_partition=0,
+                                  original_offset=hash(event_id) % 1000, payload=b"{}", error_class="E",
+                                  error_message="m", first_failed_at=long_ago, last_failed_at=long_ago,
+                                  status=status)
+
+    assert prune(outbox_days=7, processed_days=30) == {"outbox_events": 1, "processed_events": 2}
+    assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {old_unsent.pk, recent_sent.pk}
+    assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == [needed]
