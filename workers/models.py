@@ -122,6 +122,12 @@ class DeadLetter(models.Model):
                 fields=["consumer_group", "original_topic", "original_partition", "original_offset"],
                 name="uniq_dead_letter_per_message_and_group",
             ),
+            # A replayed event that fails again updates its row instead of adding one.
+            models.UniqueConstraint(
+                fields=["consumer_group", "event_id"],
+                condition=models.Q(event_id__isnull=False),
+                name="uniq_dead_letter_per_event_and_group",
+            ),
         ]
         permissions = [
             ("replay_deadletter", "Can replay dead letters"),

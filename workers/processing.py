@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from enrollment.events import Event, InvalidEvent, decode
 from workers import metrics
+from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
 from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
 from workers.errors import PermanentError, is_transient
 from workers.models import PendingRetry
@@ -81,15 +82,25 @@ class Processor:
         if self.stage.batchable and len(events) > 1:
             try:
                 self._run_together([event for _, event in events])
+                self._resolve_replays([source for source, _ in events])
                 return
             except Exception as exc:
                 metrics.BATCH_FALLBACKS.labels(self.stage.name).inc()
                 log.info("batch failed, one event at a time", extra={"stage": self.stage.name, "error": repr(exc)})
+        done = []
         for position, (source, event) in enumerate(events):
             if self.breaker.is_open:
                 self._park(events[position:])
-                return
-            self._run_one(source, event)
+                break
+            if self._run_one(source, event):
+                done.append(source)
+        self._resolve_replays(done)
+
+    def _resolve_replays(self, sources: Sequence[SourceMessage]) -> None:
+        """A replayed dead letter whose event this group has now handled is resolved."""
+        ids = [v.decode(errors="replace") for s in sources for k, v in s.headers if k == REPLAY_HEADER and v]
+        if ids:
+            mark_replays_resolved(ids, consumer_group=self.stage.group_id)
 
     def _claim(self, events: Sequence[Event]) -> list[Event]:
         """Record the events as processed by this group; returns those not processed before."""
@@ -129,15 +140,17 @@ class Processor:
                         self.stage.handler(event)
         self._succeeded(fresh)
 
-    def _run_one(self, source: SourceMessage, event: Event) -> None:
+    def _run_one(self, source: SourceMessage, event: Event) -> bool:
         try:
             with transaction.atomic():
                 fresh = self._claim([event])
                 if fresh:
                     self.stage.handler(event)
             self._succeeded(fresh)
+            return True
         except Exception as exc:
             self._failed(source, event, exc, attempts=1, first_failed_at=None)
+            return False
 
     def _failed(
         self, source: SourceMessage, event: Event, exc: Exception, *, attempts: int, first_failed_at
@@ -239,6 +252,7 @@ class Processor:
                     self.stage.handler(event)
             row.delete()
             self._succeeded(fresh)
+            self._resolve_replays([source])
             return True
         except Exception as exc:
             transient = is_transient(exc)

@@ -1,0 +1,123 @@
+"""The allocation API (the seed's admin-service), called over HTTP by the allocation consumer.
+
+POST /api/allocations        {"student_id", "course_id", "correlation_id"?}
+POST /api/allocations/batch  {"requests": [ up to 500 of the above ]}
+Auth: `Authorization: Bearer <ALLOCATION_API_TOKEN>`.
+
+Single answers: 201 created / 200 existing with the allocation; 409 {"error": "no trainer with capacity",
+"reason"}; 422 unknown student or course; 400 bad body {"errors": {field: msg}}; 401 bad token.
+The batch answers 200 {"results": [{"status": <the code the single endpoint would give>, "body": <its body>}]}
+in request order. Each item runs in its own transaction, so one bad item does not affect the others and no
+trainer lock is held longer than one item.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from typing import Annotated, Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from allocations.models import TrainerAllocation
+from allocations.services import NoCapacity, UnknownCourse, UnknownStudent, allocate
+
+MAX_BATCH = 500
+
+
+class AllocationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    student_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+    course_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+    correlation_id: uuid.UUID | None = None
+
+
+def _field_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        errors.setdefault(".".join(str(part) for part in err["loc"]) or "body", err["msg"])
+    return errors
+
+
+def allocation_body(allocation: TrainerAllocation, created: bool) -> dict[str, Any]:
+    return {
+        "allocation_id": allocation.pk,
+        "trainer_id": allocation.trainer_id,
+        "student_id": allocation.student_id,
+        "course_id": allocation.course_id,
+        "slot_time": allocation.slot_time.strftime("%H:%M"),
+        "status": allocation.status,
+        "created": created,
+    }
+
+
+def process(raw: Any) -> tuple[int, dict[str, Any]]:
+    """One allocation request (already parsed JSON) -> (HTTP status, body)."""
+    if not isinstance(raw, dict):
+        return 400, {"errors": {"body": "each request must be a JSON object"}}
+    try:
+        req = AllocationRequest.model_validate(raw)
+    except ValidationError as exc:
+        return 400, {"errors": _field_errors(exc)}
+    try:
+        allocation, created = allocate(req.student_id, req.course_id, req.correlation_id)
+    except NoCapacity as exc:
+        return 409, {"error": "no trainer with capacity", "reason": exc.reason}
+    except UnknownStudent:
+        return 422, {"error": "unknown student", "student_id": req.student_id}
+    except UnknownCourse:
+        return 422, {"error": "unknown course", "course_id": req.course_id}
+    return (201 if created else 200), allocation_body(allocation, created)
+
+
+def _authorized(request: HttpRequest) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = settings.ALLOCATION_API_TOKEN
+    return (
+        scheme.lower() == "bearer"
+        and bool(expected)
+        and hmac.compare_digest(token.strip().encode("utf-8", "replace"), expected.encode())
+    )
+
+
+def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    if not _authorized(request):
+        return None, JsonResponse({"error": "missing or wrong bearer token"}, status=401)
+    try:
+        return json.loads(request.body), None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, JsonResponse({"error": "body is not valid JSON"}, status=400)
+
+
+@csrf_exempt
+@require_POST
+def allocate_one(request: HttpRequest) -> JsonResponse:
+    raw, problem = _parse(request)
+    if problem is not None:
+        return problem
+    status, body = process(raw)
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt
+@require_POST
+def allocate_batch(request: HttpRequest) -> JsonResponse:
+    raw, problem = _parse(request)
+    if problem is not None:
+        return problem
+    items = raw.get("requests") if isinstance(raw, dict) else None
+    if not isinstance(items, list) or not items:
+        return JsonResponse({"errors": {"requests": "a non-empty list is required"}}, status=400)
+    if len(items) > MAX_BATCH:
+        return JsonResponse({"errors": {"requests": f"at most {MAX_BATCH} requests per batch"}}, status=400)
+    results = []
+    for item in items:
+        status, body = process(item)
+        results.append({"status": status, "body": body})
+    return JsonResponse({"results": results}, status=200)

@@ -1,0 +1,149 @@
+"""HTTP client of the allocation API, with the failure mapping the consumer framework needs.
+
+- timeouts, connection errors, 5xx, 429 and 409 (no trainer has capacity right now) -> TransientError
+- any other 4xx (bad token, unknown student or course, bad request)                 -> PermanentError
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from workers.errors import PermanentError, TransientError
+
+TRANSIENT_STATUSES = {409, 429}
+
+
+@dataclass(frozen=True)
+class AllocationRequest:
+    student_id: int
+    course_id: int
+    correlation_id: uuid.UUID | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "student_id": self.student_id,
+            "course_id": self.course_id,
+            "correlation_id": str(self.correlation_id) if self.correlation_id else None,
+        }
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    allocation_id: int
+    trainer_id: int
+    student_id: int
+    course_id: int
+    slot_time: str
+    status: str
+    created: bool
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> AllocationResult:
+        try:
+            return cls(**{name: body[name] for name in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise TransientError(f"allocation API answered an unexpected body: {body!r:.200}") from exc
+
+
+def error_for(status: int, body: Any, what: str) -> TransientError | PermanentError:
+    """The exception (not raised) for a non-2xx answer."""
+    detail = body if isinstance(body, dict) else {}
+    message = f"{what}: HTTP {status} {detail.get('error') or detail.get('errors') or ''}".strip()
+    if detail.get("reason"):
+        message += f" ({detail['reason']})"
+    if status >= 500 or status in TRANSIENT_STATUSES:
+        return TransientError(message)
+    return PermanentError(message)
+
+
+def result_or_error(status: int, body: Any, what: str) -> AllocationResult | TransientError | PermanentError:
+    if status in (200, 201):
+        if not isinstance(body, dict):
+            return TransientError(f"{what}: HTTP {status} without a JSON object body")
+        return AllocationResult.from_body(body)
+    return error_for(status, body, what)
+
+
+class AllocationClient:
+    def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float | None = None) -> None:
+        self.base_url = (base_url if base_url is not None else settings.ADMIN_SERVICE_URL).rstrip("/")
+        self.token = token if token is not None else settings.ALLOCATION_API_TOKEN
+        self.timeout = timeout if timeout is not None else settings.ALLOCATION_API_TIMEOUT_SECONDS
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0))
+        self.session.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0))
+        self.session.headers.update({"Authorization": f"Bearer {self.token}", "Accept": "application/json"})
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.post(url, json=payload, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise TransientError(f"allocation API timed out after {self.timeout}s ({url})") from exc
+        except requests.RequestException as exc:  # connection refused/reset, DNS, ...
+            raise TransientError(f"allocation API unreachable ({url}): {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return response.status_code, body
+
+    def allocate(self, student_id: int, course_id: int, correlation_id: uuid.UUID | None = None) -> AllocationResult:
+        what = f"allocation of student {student_id} to course {course_id}"
+        request = AllocationRequest(student_id, course_id, correlation_id)
+        status, body = self._post("/api/allocations", request.as_json())
+        result = result_or_error(status, body, what)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def allocate_many(
+        self, requests_: Sequence[AllocationRequest]
+    ) -> list[AllocationResult | TransientError | PermanentError]:
+        """One HTTP call for many allocations; per item, the result or the exception it maps to (not raised).
+        A failure of the call as a whole (timeout, 5xx, 401, ...) is raised."""
+        if not requests_:
+            return []
+        status, body = self._post("/api/allocations/batch", {"requests": [r.as_json() for r in requests_]})
+        if status != 200:
+            raise error_for(status, body, f"allocation batch of {len(requests_)}")
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != len(requests_):
+            raise TransientError("allocation batch answered an unexpected body")
+        return [
+            result_or_error(item.get("status", 0), item.get("body"), f"allocation of student {req.student_id} "
+                            f"to course {req.course_id}")
+            for req, item in zip(requests_, results)
+        ]
+
+
+_client: AllocationClient | None = None
+
+
+def get_client() -> AllocationClient:
+    """The process-wide client, rebuilt when its settings change (tests point it at a live server)."""
+    global _client
+    wanted = (settings.ADMIN_SERVICE_URL.rstrip("/"), settings.ALLOCATION_API_TOKEN,
+              settings.ALLOCATION_API_TIMEOUT_SECONDS)
+    if _client is None or (_client.base_url, _client.token, _client.timeout) != wanted:
+        if _client is not None:
+            _client.close()
+        _client = AllocationClient()
+    return _client
+
+
+def close_client() -> None:
+    """Close the process-wide client's connections (worker shutdown, tests)."""
+    global _client
+    if _client is not None:
+        _client.close()
+        _client = None

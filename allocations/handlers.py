@@ -1,0 +1,63 @@
+"""purchase-created -> allocation API (HTTP) -> trainer-allocated.
+
+The allocation is made by the API in its own transaction; this handler's transaction only writes the outbox row.
+TRAINER_ALLOCATED is emitted for an existing allocation too (`created=False`): that is what a redelivery after a
+crash between the API call and our commit looks like, and the event was then never emitted. A redelivery after
+our commit is skipped by the framework (ProcessedEvent), and downstream stages are idempotent anyway.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from allocations.client import AllocationRequest, AllocationResult, get_client
+from enrollment.events import TRAINER_ALLOCATED, Event
+from workers.errors import PermanentError, TransientError
+from workers.outbox import emit
+from workers.stage import Stage
+
+
+def _emit_allocated(event: Event, result: AllocationResult) -> None:
+    emit(
+        TRAINER_ALLOCATED,
+        {
+            "allocation_id": result.allocation_id,
+            "trainer_id": result.trainer_id,
+            "student_id": result.student_id,
+            "course_id": result.course_id,
+        },
+        correlation_id=event.correlation_id,
+        causation_id=event.event_id,
+    )
+
+
+def handle_purchase_created(event: Event) -> None:
+    p = event.payload
+    result = get_client().allocate(p.student_id, p.course_id, event.correlation_id)
+    _emit_allocated(event, result)
+
+
+def handle_purchase_created_batch(events: Sequence[Event]) -> None:
+    """One API call for the whole batch. If any item failed, raise (TransientError if any failure is
+    transient, else PermanentError) so the framework re-runs the events one at a time and treats each
+    failure on its own; the items that succeeded are then found again (the API is idempotent)."""
+    results = get_client().allocate_many(
+        [AllocationRequest(e.payload.student_id, e.payload.course_id, e.correlation_id) for e in events]
+    )
+    failures = [r for r in results if isinstance(r, Exception)]
+    if failures:
+        summary = f"{len(failures)} of {len(events)} allocations failed, first: {failures[0]}"
+        if any(isinstance(f, TransientError) for f in failures):
+            raise TransientError(summary)
+        raise PermanentError(summary)
+    for event, result in zip(events, results):
+        _emit_allocated(event, result)
+
+
+STAGE = Stage(
+    name="allocations",
+    group_id="trainer-allocation-workers",
+    topics=("purchase-created",),
+    handler=handle_purchase_created,
+    batch_handler=handle_purchase_created_batch,
+    max_attempts=5,
+)

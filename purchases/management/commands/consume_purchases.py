@@ -1,0 +1,6 @@
+from purchases.handlers import STAGE
+from workers.command import StageCommand
+
+
+class Command(StageCommand):
+    stage = STAGE

@@ -1,0 +1,164 @@
+"""POST /api/payments/confirmations: the payment provider's signed confirmation becomes a Payment row and a
+PURCHASE_CONFIRMED event (outbox row) in one transaction, answered 202 without waiting for the pipeline.
+
+Idempotency: `provider_payment_id` is UNIQUE. A repeat with the same content (same SHA-256 of the canonical
+validated body) answers 200 with the first answer's ids and emits nothing; the same id with other content is a
+409. Two identical requests racing each other: the loser's INSERT hits the unique index, waits for the winner's
+commit, and is answered from the winner's row.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import re
+from decimal import Decimal
+from typing import Annotated, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from enrollment.events import PURCHASE_CONFIRMED
+from enrollment.models import Course, Student
+from purchases.models import Payment
+from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
+from workers.outbox import emit
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_AMOUNT = Decimal("1000000.00")
+_AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
+_CENTS = Decimal("0.01")
+
+
+class PaymentConfirmation(BaseModel):
+    """The provider's confirmation body. Unknown extra fields are ignored (providers add fields over time) and
+    do not take part in the content hash."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    provider_payment_id: Annotated[str, Field(strict=True, min_length=1, max_length=128)]
+    student_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+    course_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+    amount: Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT)]
+    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
+    confirmed_at: AwareDatetime
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_is_a_decimal_string(cls, value: Any) -> Decimal:
+        # Money travels as strings ("49.00"): a float has already lost precision by the time we see it.
+        if not isinstance(value, str) or not _AMOUNT_RE.match(value):
+            raise ValueError('amount must be a decimal string with at most 2 decimals, such as "49.00"')
+        return Decimal(value).quantize(_CENTS)
+
+    @field_validator("confirmed_at")
+    @classmethod
+    def _to_utc(cls, value: datetime.datetime) -> datetime.datetime:
+        return value.astimezone(datetime.timezone.utc)
+
+    def content_sha256(self) -> str:
+        """SHA-256 of the canonical JSON of the validated body: sorted keys, amount with 2 decimals,
+        confirmed_at in UTC, so formatting differences of one confirmation do not look like a conflict."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _error(status: int, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _field_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        errors.setdefault(field, err["msg"])
+    return errors
+
+
+def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
+    if existing.body_sha256 != digest:
+        return _error(409, "provider_payment_id was already confirmed with different content")
+    return JsonResponse(
+        {"payment_id": existing.pk, "correlation_id": str(existing.correlation_id), "status": "already_accepted"},
+        status=200,
+    )
+
+
+@csrf_exempt
+@require_POST
+def payment_confirmation(request: HttpRequest) -> JsonResponse:
+    body = request.body
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+    try:
+        verify(
+            body,
+            settings.PAYMENT_WEBHOOK_SECRET,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            tolerance_seconds=settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except InvalidSignature as exc:
+        return _error(401, str(exc))
+
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _error(400, "body is not valid JSON")
+    if not isinstance(raw, dict):
+        return _error(400, "body must be a JSON object")
+    try:
+        confirmation = PaymentConfirmation.model_validate(raw)
+    except ValidationError as exc:
+        return JsonResponse({"errors": _field_errors(exc)}, status=400)
+    digest = confirmation.content_sha256()
+
+    existing = Payment.objects.filter(provider_payment_id=confirmation.provider_payment_id).first()
+    if existing is not None:
+        return _answer_existing(existing, digest)
+    if not Student.objects.filter(pk=confirmation.student_id).exists():
+        return _error(422, "unknown student", student_id=confirmation.student_id)
+    if not Course.objects.filter(pk=confirmation.course_id).exists():
+        return _error(422, "unknown course", course_id=confirmation.course_id)
+
+    try:
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                provider_payment_id=confirmation.provider_payment_id,
+                student_id=confirmation.student_id,
+                course_id=confirmation.course_id,
+                amount=confirmation.amount,
+                currency=confirmation.currency,
+                body_sha256=digest,
+                confirmed_at=confirmation.confirmed_at,
+            )
+            emit(
+                PURCHASE_CONFIRMED,
+                {
+                    "payment_id": payment.pk,
+                    "provider_payment_id": payment.provider_payment_id,
+                    "student_id": payment.student_id,
+                    "course_id": payment.course_id,
+                    "amount": str(confirmation.amount),
+                    "currency": payment.currency,
+                },
+                correlation_id=payment.correlation_id,
+            )
+    except IntegrityError:
+        # Most likely a concurrent request with the same provider id committed first: answer from its row.
+        existing = Payment.objects.filter(provider_payment_id=confirmation.provider_payment_id).first()
+        if existing is None:
+            raise
+        return _answer_existing(existing, digest)
+
+    log.info("payment accepted", extra={"payment_id": payment.pk, "correlation_id": str(payment.correlation_id)})
+    return JsonResponse(
+        {"payment_id": payment.pk, "correlation_id": str(payment.correlation_id), "status": "accepted"}, status=202
+    )

@@ -1,0 +1,55 @@
+"""trainer-allocated -> rolling window of sessions -> sessions-scheduled."""
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from allocations.models import TrainerAllocation
+from enrollment.events import SESSIONS_SCHEDULED, Event
+from sessions_sched.scheduler import WINDOW_SIZE, ensure_window, future_session_count
+from workers.errors import PermanentError
+from workers.outbox import emit
+from workers.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def handle_trainer_allocated(event: Event) -> None:
+    """Fill the allocation's window and emit SESSIONS_SCHEDULED.
+
+    Nothing created (the window is already full, or the allocation no longer holds its slot) means the work is
+    already done: no event, so a duplicate TRAINER_ALLOCATED does not produce a second SESSIONS_SCHEDULED.
+    """
+    p = event.payload
+    allocation = TrainerAllocation.objects.select_related("course").filter(pk=p.allocation_id).first()
+    if allocation is None:
+        raise PermanentError(f"unknown allocation {p.allocation_id}")
+    if (allocation.student_id, allocation.course_id) != (p.student_id, p.course_id):
+        raise PermanentError(f"allocation {p.allocation_id} is for another student or course than the event says")
+    now = timezone.now()
+    created = ensure_window(allocation, now=now, size=WINDOW_SIZE)
+    if created == 0:
+        log.info("session window already full: already done", extra={"allocation_id": allocation.pk})
+        return
+    emit(
+        SESSIONS_SCHEDULED,
+        {
+            "allocation_id": allocation.pk,
+            "student_id": allocation.student_id,
+            "course_id": allocation.course_id,
+            "sessions_created": created,
+            "future_sessions": future_session_count(allocation.pk, now),
+        },
+        correlation_id=event.correlation_id,
+        causation_id=event.event_id,
+    )
+
+
+STAGE = Stage(
+    name="sessions",
+    group_id="session-scheduling-workers",
+    topics=("trainer-allocated",),
+    handler=handle_trainer_allocated,
+    max_attempts=3,
+)

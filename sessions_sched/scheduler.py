@@ -1,0 +1,171 @@
+"""The rolling window: every active allocation keeps its next 7 weekday sessions scheduled.
+
+Time: "weekday" and "future" are decided in the course's time zone (zoneinfo), and each session also stores its
+UTC instant, so across a DST change the local time stays (09:00) while the UTC hour moves by one.
+A local time that does not exist (spring-forward gap) or exists twice (fall-back overlap) is read with fold=0,
+i.e. with the offset in force *before* the transition, then normalized through a UTC round trip: 02:30 in a
+02:00->03:00 gap becomes 03:30 local (stored as such), an ambiguous 02:30 is the first (summer-time) one.
+Slots start at 08:00, so in most zones this never happens; it is handled so that it cannot break.
+
+Concurrency: a window is changed only under the allocation's row lock (FOR NO KEY UPDATE, which does not block
+the FK checks of session inserts), and `topup_all` skips allocations another run holds (SKIP LOCKED); the UNIQUE
+(allocation, date, time) constraint is the last word (`ON CONFLICT DO NOTHING`).
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import zoneinfo
+from dataclasses import asdict, dataclass
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from allocations.models import TrainerAllocation
+from sessions_sched.models import TrainingSession
+
+log = logging.getLogger(__name__)
+
+WINDOW_SIZE = 7
+TOPUP_THRESHOLD = 3
+WEEKDAYS = frozenset(range(5))  # Monday..Friday
+MAX_ROUNDS = 4  # extra rounds when some candidate sessions collide with another booking of the trainer
+
+SessionSlot = tuple[datetime.date, datetime.time, datetime.datetime]
+
+
+def local_to_utc(
+    day: datetime.date, at: datetime.time, tz: zoneinfo.ZoneInfo
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """(normalized local datetime, UTC datetime) of a wall-clock time in `tz` (fold=0, see module doc)."""
+    starts_at = datetime.datetime.combine(day, at, tzinfo=tz).replace(fold=0).astimezone(datetime.timezone.utc)
+    return starts_at.astimezone(tz), starts_at
+
+
+def next_session_slots(allocation: TrainerAllocation, now: datetime.datetime, count: int) -> list[SessionSlot]:
+    """The next `count` sessions strictly after `now`: (local date, local time, UTC start), on the allocation's
+    weekdays (Monday..Friday only) at its slot time, in the course's time zone."""
+    days = set(allocation.slot_weekdays or ()) & WEEKDAYS
+    if count <= 0 or not days:
+        return []
+    tz = zoneinfo.ZoneInfo(allocation.course.time_zone)
+    day = now.astimezone(tz).date()
+    slots: list[SessionSlot] = []
+    while len(slots) < count:
+        if day.weekday() in days:
+            local, starts_at = local_to_utc(day, allocation.slot_time, tz)
+            if starts_at > now:
+                slots.append((local.date(), local.time(), starts_at))
+        day += datetime.timedelta(days=1)
+    return slots
+
+
+def _future(allocation_id: int, now: datetime.datetime):
+    return TrainingSession.objects.filter(
+        allocation_id=allocation_id, status=TrainingSession.Status.SCHEDULED, starts_at__gt=now
+    )
+
+
+def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None = None, size: int = WINDOW_SIZE) -> int:
+    """Make sure the allocation has `size` future scheduled sessions; returns how many were created.
+
+    New sessions go after the last existing future one (the window rolls, it never fills holes before it).
+    An allocation that no longer holds its slot (ended, cancelled) gets nothing.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = (
+            TrainerAllocation.objects.select_for_update(no_key=True)
+            .select_related("course")
+            .filter(pk=allocation.pk, status__in=TrainerAllocation.HOLDING_STATUSES)
+            .first()
+        )
+        if locked is None:
+            return 0
+        future = _future(locked.pk, now)
+        have = future.count()
+        if have >= size:
+            return 0
+        last = future.order_by("-starts_at").values_list("starts_at", flat=True).first()
+        start = max(now, last) if last else now
+        created = 0
+        for _ in range(MAX_ROUNDS):
+            slots = next_session_slots(locked, start, size - have - created)
+            if not slots:
+                break
+            TrainingSession.objects.bulk_create(
+                [
+                    TrainingSession(
+                        allocation_id=locked.pk, trainer_id=locked.trainer_id, scheduled_date=day,
+                        scheduled_time=at, starts_at=starts_at, status=TrainingSession.Status.SCHEDULED,
+                    )
+                    for day, at, starts_at in slots
+                ],
+                ignore_conflicts=True,
+            )
+            # Exact under the row lock: nobody else adds sessions to this allocation meanwhile.
+            created = future.count() - have
+            start = slots[-1][2]
+            if have + created >= size:
+                break
+        if have + created < size:
+            log.warning(
+                "could not fill the session window: slots collide with other bookings of the trainer",
+                extra={"allocation_id": locked.pk, "future_sessions": have + created},
+            )
+        return created
+
+
+def future_session_count(allocation_id: int, now: datetime.datetime | None = None) -> int:
+    return _future(allocation_id, now or timezone.now()).count()
+
+
+@dataclass
+class TopupReport:
+    active: int = 0  # active allocations
+    below_threshold: int = 0  # of which had fewer than `threshold` future sessions when listed
+    topped_up: int = 0  # got at least one new session from this run
+    skipped_locked: int = 0  # being changed by another run or handler right now
+    sessions_created: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def topup_all(
+    threshold: int = TOPUP_THRESHOLD, size: int = WINDOW_SIZE, now: datetime.datetime | None = None
+) -> TopupReport:
+    """Top every active allocation with fewer than `threshold` future sessions up to `size`. Safe to run
+    concurrently with itself and with the handler: each allocation is taken under its row lock (SKIP LOCKED),
+    re-counted under the lock, and each one commits on its own."""
+    now = now or timezone.now()
+    report = TopupReport()
+    active = TrainerAllocation.objects.filter(status=TrainerAllocation.Status.ACTIVE)
+    report.active = active.count()
+    upcoming = Q(sessions__status=TrainingSession.Status.SCHEDULED, sessions__starts_at__gt=now)
+    ids = list(
+        active.annotate(n=Count("sessions", filter=upcoming))
+        .filter(n__lt=threshold)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    report.below_threshold = len(ids)
+    for pk in ids:
+        with transaction.atomic():
+            allocation = (
+                TrainerAllocation.objects.select_for_update(skip_locked=True, no_key=True)
+                .select_related("course")
+                .filter(pk=pk, status=TrainerAllocation.Status.ACTIVE)
+                .first()
+            )
+            if allocation is None:
+                report.skipped_locked += 1
+                continue
+            if _future(pk, now).count() >= threshold:
+                continue  # another run topped it up since we listed it
+            created = ensure_window(allocation, now=now, size=size)
+        if created:
+            report.topped_up += 1
+            report.sessions_created += created
+    return report

@@ -1,0 +1,108 @@
+"""handle_purchase_created(_batch) against the real allocation API (live_server), inside a transaction.
+
+These tests commit (live_server needs it), so the emitted events are published to the test's own topics."""
+import pytest
+from django.db import transaction
+
+from allocations.client import close_client
+from allocations.handlers import STAGE, handle_purchase_created, handle_purchase_created_batch
+from allocations.models import TrainerAllocation
+from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED, build_event, decode
+from tests.factories import CourseFactory, PurchaseFactory, TrainerFactory
+from workers.errors import PermanentError, TransientError
+from workers.models import OutboxEvent
+
+TOKEN = "test-allocation-token"
+
+
+@pytest.fixture(autouse=True)
+def _api(live_server, settings, topic_prefix):
+    settings.ADMIN_SERVICE_URL = live_server.url
+    settings.ALLOCATION_API_TOKEN = TOKEN
+    yield
+    close_client()  # a kept-alive connection would keep a live-server thread and its DB session open
+
+
+def created_event(purchase, **overrides):
+    payload = {"purchase_id": purchase.pk, "payment_id": purchase.payment_id,
+               "student_id": purchase.student_id, "course_id": purchase.course_id, **overrides}
+    return build_event(PURCHASE_CREATED, payload, correlation_id=purchase.correlation_id, causation_id=None)
+
+
+def emitted():
+    return [decode(bytes(row.value)) for row in OutboxEvent.objects.order_by("id")]
+
+
+def test_allocates_and_emits_trainer_allocated():
+    course = CourseFactory()
+    trainer = TrainerFactory(courses=[course])
+    purchase = PurchaseFactory(payment__course=course)
+    event = created_event(purchase)
+    with transaction.atomic():
+        handle_purchase_created(event)
+    allocation = TrainerAllocation.objects.get()
+    assert allocation.correlation_id == event.correlation_id
+    [out] = emitted()
+    assert out.event_type == TRAINER_ALLOCATED
+    assert (out.correlation_id, out.causation_id) == (event.correlation_id, event.event_id)
+    assert out.payload.model_dump() == {"allocation_id": allocation.pk, "trainer_id": trainer.pk,
+                                        "student_id": purchase.student_id, "course_id": course.pk}
+
+
+def test_existing_allocation_is_emitted_again_without_a_second_allocation():
+    """Redelivery after a crash between the API call and our commit: the event was never emitted."""
+    course = CourseFactory()
+    TrainerFactory(courses=[course])
+    event = created_event(PurchaseFactory(payment__course=course))
+    for _ in range(2):
+        with transaction.atomic():
+            handle_purchase_created(event)
+    assert TrainerAllocation.objects.count() == 1
+    assert [e.payload.allocation_id for e in emitted()] == [TrainerAllocation.objects.get().pk] * 2
+
+
+def test_no_capacity_is_transient_and_emits_nothing():
+    event = created_event(PurchaseFactory())  # nobody teaches the course
+    with pytest.raises(TransientError, match="409"), transaction.atomic():
+        handle_purchase_created(event)
+    assert not OutboxEvent.objects.exists()
+
+
+def test_unknown_student_is_permanent():
+    event = created_event(PurchaseFactory(), student_id=10**9)
+    with pytest.raises(PermanentError, match="unknown student"), transaction.atomic():
+        handle_purchase_created(event)
+
+
+def test_batch_allocates_all_in_one_call_and_emits_each():
+    course = CourseFactory()
+    TrainerFactory(courses=[course], capacity=3)
+    events = [created_event(PurchaseFactory(payment__course=course)) for _ in range(3)]
+    with transaction.atomic():
+        handle_purchase_created_batch(events)
+    out = emitted()
+    assert [e.causation_id for e in out] == [e.event_id for e in events]
+    assert [e.payload.student_id for e in out] == [e.payload.student_id for e in events]
+    assert len({e.payload.allocation_id for e in out}) == 3
+
+
+@pytest.mark.parametrize("capacity,error", [(2, TransientError), (5, PermanentError)])
+def test_batch_with_a_failed_item_raises_and_emits_nothing_so_the_framework_goes_one_by_one(capacity, error):
+    course = CourseFactory()
+    TrainerFactory(courses=[course], capacity=capacity)
+    purchases = [PurchaseFactory(payment__course=course) for _ in range(3)]
+    events = [created_event(p) for p in purchases] + [created_event(purchases[0], student_id=10**9)]
+    with pytest.raises(error, match="failed"), transaction.atomic():
+        handle_purchase_created_batch(events)
+    assert not OutboxEvent.objects.exists()
+    # The fallback, one at a time, finds the allocations made by the failed batch again.
+    made = TrainerAllocation.objects.count()
+    with transaction.atomic():
+        handle_purchase_created(events[0])
+    assert TrainerAllocation.objects.count() == made and len(emitted()) == 1
+
+
+def test_stage():
+    assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.max_attempts) == (
+        "allocations", "trainer-allocation-workers", ("purchase-created",), 5)
+    assert STAGE.batch_handler is handle_purchase_created_batch

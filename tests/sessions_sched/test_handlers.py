@@ -1,0 +1,71 @@
+"""handle_trainer_allocated, called directly inside a transaction like the framework does."""
+import pytest
+from django.db import transaction
+
+from allocations.models import TrainerAllocation
+from enrollment.events import SESSIONS_SCHEDULED, TRAINER_ALLOCATED, build_event, decode
+from sessions_sched.handlers import STAGE, handle_trainer_allocated
+from sessions_sched.models import TrainingSession
+from tests.factories import AllocationFactory, StudentFactory
+from workers.errors import PermanentError
+from workers.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def allocated(allocation, **overrides):
+    payload = {"allocation_id": allocation.pk, "trainer_id": allocation.trainer_id,
+               "student_id": allocation.student_id, "course_id": allocation.course_id, **overrides}
+    return build_event(TRAINER_ALLOCATED, payload, correlation_id=allocation.correlation_id)
+
+
+def handle(event):
+    with transaction.atomic():
+        handle_trainer_allocated(event)
+
+
+def test_schedules_seven_sessions_and_emits_sessions_scheduled():
+    allocation = AllocationFactory()
+    event = allocated(allocation)
+    handle(event)
+    assert TrainingSession.objects.filter(allocation=allocation).count() == 7
+    row = OutboxEvent.objects.get()
+    out = decode(bytes(row.value))
+    assert row.event_type == out.event_type == SESSIONS_SCHEDULED and row.key == str(allocation.student_id)
+    assert (out.correlation_id, out.causation_id) == (event.correlation_id, event.event_id)
+    assert out.payload.model_dump() == {"allocation_id": allocation.pk, "student_id": allocation.student_id,
+                                        "course_id": allocation.course_id, "sessions_created": 7, "future_sessions": 7}
+
+
+def test_a_full_window_is_already_done_without_a_second_event():
+    allocation = AllocationFactory()
+    handle(allocated(allocation))
+    handle(allocated(allocation))  # a duplicate TRAINER_ALLOCATED (another event id)
+    assert TrainingSession.objects.count() == 7
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_an_ended_allocation_gets_no_sessions_and_no_event():
+    allocation = AllocationFactory(status=TrainerAllocation.Status.ENDED)
+    handle(allocated(allocation))
+    assert not TrainingSession.objects.exists() and not OutboxEvent.objects.exists()
+
+
+def test_unknown_allocation_is_permanent():
+    allocation = AllocationFactory()
+    event = allocated(allocation, allocation_id=10**9)
+    with pytest.raises(PermanentError, match="unknown allocation"):
+        handle(event)
+
+
+def test_allocation_of_another_student_is_permanent():
+    allocation = AllocationFactory()
+    with pytest.raises(PermanentError, match="another student"):
+        handle(allocated(allocation, student_id=StudentFactory().pk))
+    assert not TrainingSession.objects.exists()
+
+
+def test_stage():
+    assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.max_attempts) == (
+        "sessions", "session-scheduling-workers", ("trainer-allocated",), 3)
+    assert STAGE.handler is handle_trainer_allocated

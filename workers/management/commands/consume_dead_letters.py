@@ -1,0 +1,40 @@
+import logging
+import signal
+import time
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections, connection
+
+from enrollment.events import DEAD_LETTER_TOPIC, topic
+from enrollment.kafka import make_consumer
+from workers.dead_letter_store import PERSISTER_GROUP, persist_batch
+
+log = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Store every message of dead-letter-queue as a DeadLetter row (idempotent), for review in the admin."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(self, *args, batch_size, **options):
+        consumer = make_consumer(PERSISTER_GROUP, **{"enable.auto.offset.store": True})
+        consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+        signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+        try:
+            while not stop:
+                close_old_connections()
+                try:
+                    persist_batch(consumer, batch_size=batch_size)
+                except Exception:
+                    log.exception("storing dead letters failed; will re-read them")
+                    connection.close()
+                    consumer.close()  # uncommitted messages come back to the next consumer of the group
+                    time.sleep(1)
+                    consumer = make_consumer(PERSISTER_GROUP, **{"enable.auto.offset.store": True})
+                    consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
+        finally:
+            consumer.close()
