@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from allocations.client import AllocationRequest, AllocationResult, get_client
+from allocations.client import AllocationRequest, AllocationResult, close_client, get_client
 from enrollment.events import TRAINER_ALLOCATED, Event
 from workers.errors import PermanentError, TransientError
 from workers.outbox import emit
@@ -60,4 +60,5 @@ STAGE = Stage(
     handler=handle_purchase_created,
     batch_handler=handle_purchase_created_batch,
     max_attempts=5,
+    on_close=close_client,
 )

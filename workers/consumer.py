@@ -51,7 +51,7 @@ class StageConsumer:
         self.stage = stage
         self.batch_size = batch_size or settings.WORKER_BATCH_SIZE
         self.batch_wait = batch_wait if batch_wait is not None else settings.WORKER_BATCH_WAIT_SECONDS
-        self.consumer = make_consumer(stage.group_id, **(consumer_config or {}))
+        self.consumer = make_consumer(stage.kafka_group_id(), **(consumer_config or {}))
         self.producer = make_producer()
         self.breaker = breaker or CircuitBreaker(stage.name)
         self.processor = Processor(
@@ -193,3 +193,5 @@ class StageConsumer:
             log.exception("outbox flush at shutdown failed")
         self.producer.flush(5)
         self.consumer.close()
+        if self.stage.on_close:
+            self.stage.on_close()

@@ -36,6 +36,12 @@ class Stage:
     batchable: bool = True
     record_processed: bool = True
     dead_letters: bool = True
+    on_close: Callable[[], None] | None = None  # release what the handler holds (HTTP sessions) at shutdown
 
     def topic_names(self) -> list[str]:
         return [topic(name) for name in self.topics]
+
+    def kafka_group_id(self) -> str:
+        """The Kafka consumer group: the configured prefix (shared with topics) + group_id. ProcessedEvent rows
+        keep the bare group_id."""
+        return topic(self.group_id)

@@ -98,7 +98,7 @@ def dead_letters(expected: int, timeout: float = 15.0) -> list:
 
 
 def committed_offset(group_id: str, topic_base: str, partition: int = 0) -> int:
-    consumer = make_consumer(group_id)
+    consumer = make_consumer(topic(group_id))
     try:
         return consumer.committed([TopicPartition(topic(topic_base), partition)], timeout=10)[0].offset
     finally:

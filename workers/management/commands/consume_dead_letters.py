@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args, batch_size, **options):
-        consumer = make_consumer(PERSISTER_GROUP, **{"enable.auto.offset.store": True})
+        consumer = make_consumer(topic(PERSISTER_GROUP), **{"enable.auto.offset.store": True})
         consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
         stop = []
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
@@ -34,7 +34,7 @@ class Command(BaseCommand):
                     connection.close()
                     consumer.close()  # uncommitted messages come back to the next consumer of the group
                     time.sleep(1)
-                    consumer = make_consumer(PERSISTER_GROUP, **{"enable.auto.offset.store": True})
+                    consumer = make_consumer(topic(PERSISTER_GROUP), **{"enable.auto.offset.store": True})
                     consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
         finally:
             consumer.close()
