@@ -75,6 +75,9 @@ CACHES = {
             "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=1.0),
         },
         "TIMEOUT": env.int("STUDENT_PAGE_CACHE_SECONDS", default=300),
+        # Empty in production, so the student pages live under `student:home:{id}`; test runs set one so
+        # concurrent runs sharing a Redis never see each other's pages.
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default=""),
     }
 }
 
