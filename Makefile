@@ -25,5 +25,9 @@ topics: stack-up
 test: stack-up        ## the whole suite on the real services
 	$(PY) -m pytest
 
-demo: migrate topics  ## the main job (grows with the pipeline issue)
-	@echo "stack up, database migrated, topics created"
+N ?= 1000
+demo: stack-up        ## the main job: N signed payments through the whole pipeline, a report, invariants checked
+	$(PY) scripts/demo.py --payments $(N)
+
+run: migrate topics   ## the pipeline in the foreground (Procfile); Ctrl-C stops all
+	.venv/bin/honcho -f Procfile start

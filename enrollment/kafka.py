@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 
@@ -69,3 +69,21 @@ def create_topics(
                 else:
                     raise
     return result
+
+
+def group_lag(group_id: str, topic_names: list[str], timeout: float = 10) -> dict[tuple[str, int], int]:
+    """Per partition of the topics: messages the group has not committed yet (all of them if it never did)."""
+    probe = Consumer({**base_config(), "group.id": group_id, "enable.auto.commit": False})
+    try:
+        metadata = probe.list_topics(timeout=timeout)
+        partitions = [
+            TopicPartition(name, p) for name in topic_names if name in metadata.topics
+            for p in metadata.topics[name].partitions
+        ]
+        lag = {}
+        for tp in probe.committed(partitions, timeout=timeout):
+            high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)[1]
+            lag[(tp.topic, tp.partition)] = high - max(tp.offset, 0)
+        return lag
+    finally:
+        probe.close()

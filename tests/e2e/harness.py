@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from django.conf import settings
 from django.db import connection
 
 from enrollment.events import topic
-from enrollment.kafka import admin_client, make_consumer
+from enrollment.kafka import admin_client
+from enrollment.kafka import group_lag as kafka_group_lag
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE_GROUPS = {
@@ -130,24 +130,8 @@ def wait_until(condition: Callable[[], object], timeout: float, message: str = "
 
 
 def group_lag(group: str, base_topics: list[str]) -> int:
-    """Messages the group has not committed yet, over every partition of its topics."""
-    consumer = make_consumer(f"lag-probe-{uuid.uuid4().hex[:6]}")
-    try:
-        names = [topic(t) for t in base_topics]
-        metadata = consumer.list_topics(timeout=10)
-        partitions = [TopicPartition(n, p) for n in names for p in metadata.topics[n].partitions]
-        committed = make_consumer(topic(group))
-        try:
-            offsets = committed.committed(partitions, timeout=10)
-        finally:
-            committed.close()
-        lag = 0
-        for tp in offsets:
-            high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
-            lag += high - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
+    """Messages the stage group has not committed yet, over every partition of its topics."""
+    return sum(kafka_group_lag(topic(group), [topic(t) for t in base_topics]).values())
 
 
 def rewind_groups_to_start() -> None:
