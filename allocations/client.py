@@ -14,7 +14,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from workers.errors import PermanentError, TransientError
+from workers.errors import DependencyUnavailable, PermanentError, TransientError
 
 TRANSIENT_STATUSES = {409, 429}
 
@@ -57,7 +57,9 @@ def error_for(status: int, body: Any, what: str) -> TransientError | PermanentEr
     message = f"{what}: HTTP {status} {detail.get('error') or detail.get('errors') or ''}".strip()
     if detail.get("reason"):
         message += f" ({detail['reason']})"
-    if status >= 500 or status in TRANSIENT_STATUSES:
+    if status >= 500:
+        return DependencyUnavailable(message)
+    if status in TRANSIENT_STATUSES:
         return TransientError(message)
     return PermanentError(message)
 
@@ -88,9 +90,9 @@ class AllocationClient:
         try:
             response = self.session.post(url, json=payload, timeout=self.timeout)
         except requests.Timeout as exc:
-            raise TransientError(f"allocation API timed out after {self.timeout}s ({url})") from exc
+            raise DependencyUnavailable(f"allocation API timed out after {self.timeout}s ({url})") from exc
         except requests.RequestException as exc:  # connection refused/reset, DNS, ...
-            raise TransientError(f"allocation API unreachable ({url}): {exc}") from exc
+            raise DependencyUnavailable(f"allocation API unreachable ({url}): {exc}") from exc
         try:
             body = response.json()
         except ValueError:

@@ -1,7 +1,8 @@
 """How a handler tells the framework what kind of failure it hit.
 
 - TransientError (and the library errors in TRANSIENT_ERRORS): worth retrying later; retried with backoff up
-  to the stage's limit, then dead-lettered. They also feed the stage's circuit breaker.
+  to the stage's limit, then dead-lettered. DependencyUnavailable and the library errors of OUTAGE_ERRORS
+  (timeouts, refused connections, database or Redis down) also feed the stage's circuit breaker.
 - PermanentError: retrying cannot help (unknown student, a 4xx from a dependency); dead-lettered at once.
 - Any other exception is a bug or an unexpected state: treated like a transient error (retried, then
   dead-lettered) so a deploy that fixes the bug can still save the event, but it does not trip the breaker.
@@ -16,15 +17,21 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class TransientError(Exception):
-    """A dependency is down, slow or busy; try again later."""
+    """Not now, maybe later (e.g. no trainer has capacity right now): retried with backoff."""
+
+
+class DependencyUnavailable(TransientError):
+    """A dependency is down or too slow (timeout, connection refused, 5xx). Retried like any transient error,
+    and counted by the stage's circuit breaker: when most recent attempts fail this way the stage pauses."""
 
 
 class PermanentError(Exception):
     """This event can never succeed as it is; dead-letter it now."""
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientError,
+# Failures that mean "the dependency is down": they feed the circuit breaker.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    DependencyUnavailable,
     TimeoutError,
     ConnectionError,
     requests.Timeout,
@@ -36,5 +43,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, *OUTAGE_ERRORS)
+
+
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OUTAGE_ERRORS)

@@ -30,7 +30,7 @@ from enrollment.events import Event, InvalidEvent, decode
 from workers import metrics
 from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
 from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
-from workers.errors import PermanentError, is_transient
+from workers.errors import PermanentError, is_outage, is_transient
 from workers.models import PendingRetry
 from workers.retry import Backoff, CircuitBreaker
 from workers.stage import Stage
@@ -127,7 +127,7 @@ class Processor:
         for event in events:
             metrics.EVENTS_PROCESSED.labels(self.stage.name).inc()
             metrics.END_TO_END_SECONDS.labels(self.stage.name).observe(max((now - event.occurred_at).total_seconds(), 0))
-            self.breaker.record(transient_failure=False)
+            self.breaker.record(outage=False)
 
     def _run_together(self, events: list[Event]) -> None:
         with transaction.atomic():
@@ -159,7 +159,7 @@ class Processor:
         transient = is_transient(exc)
         kind = "permanent" if isinstance(exc, PermanentError) else ("transient" if transient else "unexpected")
         metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
-        self.breaker.record(transient_failure=transient)
+        self.breaker.record(outage=is_outage(exc))
         if not self.stage.dead_letters:
             log.warning("handler failed; acknowledged (stage never dead-letters)", exc_info=exc,
                         extra={"stage": self.stage.name, "event_id": str(event.event_id)})
@@ -234,7 +234,7 @@ class Processor:
                 .first()
             )
             if row is None:
-                self.breaker.record(transient_failure=False)
+                self.breaker.record(outage=False)
                 return None
             return self._retry(row, probe=True)
 
@@ -255,10 +255,10 @@ class Processor:
             self._resolve_replays([source])
             return True
         except Exception as exc:
-            transient = is_transient(exc)
-            self.breaker.record(transient_failure=transient)
-            metrics.EVENTS_FAILED.labels(self.stage.name, "transient" if transient else "retry").inc()
-            attempts = row.attempts if (probe and transient) else row.attempts + 1
+            outage = is_outage(exc)
+            self.breaker.record(outage=outage)
+            metrics.EVENTS_FAILED.labels(self.stage.name, "transient" if is_transient(exc) else "retry").inc()
+            attempts = row.attempts if (probe and outage) else row.attempts + 1
             if isinstance(exc, PermanentError) or attempts >= self.stage.max_attempts:
                 reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
                 record = self._record(source, event, exc, attempts=attempts, reason=reason,

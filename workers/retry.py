@@ -40,8 +40,9 @@ class Backoff:
 class CircuitBreaker:
     """Stops a stage from burning retry attempts while its dependency is down.
 
-    CLOSED: normal. Each transient failure and each success is recorded over the last `window` outcomes; when
-    at least `min_failures` of them are transient failures and they are at least `failure_ratio` of the window,
+    CLOSED: normal. Each outage failure (workers.errors.is_outage: timeout, refused connection, 5xx) and each
+    success is recorded over the last `window` outcomes; when at least `min_failures` of them are outage
+    failures and they are at least `failure_ratio` of the window,
     the breaker OPENS: the consumer pauses its partitions (it keeps polling, so the group does not evict it)
     and runs no retries. After `open_seconds` (doubling up to `max_open_seconds` while the outage lasts) it is
     HALF_OPEN: exactly one probe runs; its failure does not count as an attempt of that event. A successful
@@ -74,9 +75,9 @@ class CircuitBreaker:
             metrics.BREAKER_TRANSITIONS.labels(self.stage, state).inc()
             metrics.BREAKER_OPEN.labels(self.stage).set(0 if state == "closed" else 1)
 
-    def record(self, transient_failure: bool) -> None:
+    def record(self, outage: bool) -> None:
         if self.state == "half_open":
-            if transient_failure:
+            if outage:
                 self._current_open = min(self._current_open * 2, self.max_open_seconds)
                 self._open()
             else:
@@ -84,7 +85,7 @@ class CircuitBreaker:
             return
         if self.state == "open":
             return
-        self._outcomes.append(transient_failure)
+        self._outcomes.append(outage)
         while len(self._outcomes) > self.window:
             self._outcomes.popleft()
         failures = sum(self._outcomes)

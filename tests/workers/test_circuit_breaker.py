@@ -15,19 +15,19 @@ def test_breaker_opens_on_mostly_transient_failures_and_probes_after_a_while():
     now = [0.0]
     breaker = CircuitBreaker("unit", window=10, min_failures=5, open_seconds=1, max_open_seconds=4, clock=lambda: now[0])
     for _ in range(4):
-        breaker.record(transient_failure=True)
+        breaker.record(outage=True)
     assert breaker.allows_work()  # 4 failures: not yet
-    breaker.record(transient_failure=True)
+    breaker.record(outage=True)
     assert not breaker.allows_work() and breaker.state == "open"
     assert metrics.BREAKER_OPEN.labels("unit")._value.get() == 1
     now[0] = 1.0
     assert breaker.wants_probe  # half open after open_seconds
-    breaker.record(transient_failure=True)  # the probe fails: open again, for twice as long
+    breaker.record(outage=True)  # the probe fails: open again, for twice as long
     now[0] = 2.5
     assert not breaker.wants_probe and breaker.state == "open"
     now[0] = 3.0
     assert breaker.wants_probe
-    breaker.record(transient_failure=False)
+    breaker.record(outage=False)
     assert breaker.state == "closed" and breaker.allows_work()
     assert metrics.BREAKER_OPEN.labels("unit")._value.get() == 0
 
@@ -35,9 +35,9 @@ def test_breaker_opens_on_mostly_transient_failures_and_probes_after_a_while():
 def test_successes_keep_the_breaker_closed():
     breaker = CircuitBreaker("unit2", window=10, min_failures=5, failure_ratio=0.5)
     for _ in range(20):
-        breaker.record(transient_failure=False)
-        breaker.record(transient_failure=False)
-        breaker.record(transient_failure=True)
+        breaker.record(outage=False)
+        breaker.record(outage=False)
+        breaker.record(outage=True)
     assert breaker.state == "closed"
 
 
