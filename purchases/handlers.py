@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 
@@ -9,7 +10,7 @@ from enrollment.events import PURCHASE_CREATED, Event
 from enrollment.models import Course, Student
 from purchases.models import Payment, StudentCoursePurchase
 from workers.errors import PermanentError
-from workers.outbox import emit
+from workers.outbox import Emission, emit, emit_many
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,62 @@ def handle_purchase_confirmed(event: Event) -> None:
     )
 
 
+def handle_purchase_confirmed_batch(events: Sequence[Event]) -> None:
+    """The same work for a whole batch in a handful of queries: payments checked in one SELECT, existing
+    active purchases in one, new purchases in one INSERT (conflicts with the partial unique index ignored),
+    their events in one outbox INSERT. Anything odd (unknown or mismatched payment) raises, and the framework
+    re-runs the batch one event at a time, where `handle_purchase_confirmed` says precisely what is wrong."""
+    payments = Payment.objects.only("id", "student_id", "course_id").in_bulk([e.payload.payment_id for e in events])
+    for event in events:
+        p = event.payload
+        payment = payments.get(p.payment_id)
+        if payment is None or (payment.student_id, payment.course_id) != (p.student_id, p.course_id):
+            raise PermanentError(f"payment {p.payment_id} is unknown or does not match its event")
+    pairs = {(e.payload.student_id, e.payload.course_id) for e in events}
+    existing = set(
+        StudentCoursePurchase.objects.filter(
+            is_active=True,
+            student_id__in={s for s, _ in pairs},
+            course_id__in={c for _, c in pairs},
+        ).values_list("student_id", "course_id")
+    )
+    todo: dict[tuple[int, int], Event] = {}
+    for event in events:  # the first event of a pair wins; a second payment for the same course is "done"
+        pair = (event.payload.student_id, event.payload.course_id)
+        if pair not in existing and pair not in todo:
+            todo[pair] = event
+    if not todo:
+        return
+    StudentCoursePurchase.objects.bulk_create(
+        [
+            StudentCoursePurchase(student_id=s, course_id=c, payment_id=e.payload.payment_id,
+                                  correlation_id=e.correlation_id)
+            for (s, c), e in todo.items()
+        ],
+        ignore_conflicts=True,  # a concurrent purchase of the same pair: done
+    )
+    created = StudentCoursePurchase.objects.filter(
+        is_active=True, payment_id__in=[e.payload.payment_id for e in todo.values()]
+    ).values_list("id", "payment_id", "student_id", "course_id")
+    by_payment = {e.payload.payment_id: e for e in todo.values()}
+    emit_many(
+        [
+            Emission(
+                PURCHASE_CREATED,
+                {"purchase_id": pk, "payment_id": payment_id, "student_id": student_id, "course_id": course_id},
+                correlation_id=by_payment[payment_id].correlation_id,
+                causation_id=by_payment[payment_id].event_id,
+            )
+            for pk, payment_id, student_id, course_id in created
+        ]
+    )
+
+
 STAGE = Stage(
     name="purchases",
     group_id="purchase-creation-workers",
     topics=("purchase-confirmed",),
     handler=handle_purchase_confirmed,
+    batch_handler=handle_purchase_confirmed_batch,
     max_attempts=3,
 )

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
 from enrollment.events import SESSIONS_SCHEDULED, Event
-from sessions_sched.scheduler import WINDOW_SIZE, ensure_window, future_session_count
+from sessions_sched.scheduler import WINDOW_SIZE, ensure_window, ensure_windows, future_session_count
 from workers.errors import PermanentError
-from workers.outbox import emit
+from workers.outbox import Emission, emit, emit_many
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,44 @@ def handle_trainer_allocated(event: Event) -> None:
     )
 
 
+def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
+    """The batch path: every allocation's window filled in a few queries (`ensure_windows`). Unknown or
+    mismatched allocations and trainer collisions raise, so the framework re-runs the batch one event at a time."""
+    allocation_ids = {e.payload.allocation_id for e in events}
+    found = {
+        pk: (student, course)
+        for pk, student, course in TrainerAllocation.objects.filter(pk__in=allocation_ids).values_list(
+            "pk", "student_id", "course_id"
+        )
+    }
+    for event in events:
+        p = event.payload
+        if found.get(p.allocation_id) != (p.student_id, p.course_id):
+            raise PermanentError(f"allocation {p.allocation_id} is unknown or does not match its event")
+    now = timezone.now()
+    created = ensure_windows(sorted(allocation_ids), now, WINDOW_SIZE)
+    first_event = {}
+    for event in events:
+        first_event.setdefault(event.payload.allocation_id, event)
+    emit_many(
+        [
+            Emission(
+                SESSIONS_SCHEDULED,
+                {"allocation_id": pk, "student_id": found[pk][0], "course_id": found[pk][1],
+                 "sessions_created": n, "future_sessions": WINDOW_SIZE},
+                correlation_id=first_event[pk].correlation_id,
+                causation_id=first_event[pk].event_id,
+            )
+            for pk, n in created.items() if n > 0
+        ]
+    )
+
+
 STAGE = Stage(
     name="sessions",
     group_id="session-scheduling-workers",
     topics=("trainer-allocated",),
     handler=handle_trainer_allocated,
+    batch_handler=handle_trainer_allocated_batch,
     max_attempts=3,
 )

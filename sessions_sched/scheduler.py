@@ -19,7 +19,7 @@ import zoneinfo
 from dataclasses import asdict, dataclass
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
@@ -115,6 +115,52 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
                 extra={"allocation_id": locked.pk, "future_sessions": have + created},
             )
         return created
+
+
+def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, int]:
+    """`ensure_window` for many allocations in a few queries (the sessions stage's batch path): lock the
+    holding allocations, read their future sessions in one grouped query, insert every missing session in one
+    INSERT, count again. Returns allocation id -> sessions created. If any candidate session collided with
+    another booking of the trainer, raise, so the caller falls back to `ensure_window` one allocation at a time
+    (which takes further rounds of dates)."""
+    allocations = list(
+        TrainerAllocation.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("course")
+        .filter(pk__in=allocation_ids, status__in=TrainerAllocation.HOLDING_STATUSES)
+        .order_by("pk")
+    )
+    future = TrainingSession.objects.filter(
+        allocation_id__in=[a.pk for a in allocations], status=TrainingSession.Status.SCHEDULED, starts_at__gt=now
+    )
+    before = {row["allocation_id"]: row for row in
+              future.values("allocation_id").annotate(n=Count("id"), last=Max("starts_at"))}
+    wanted: dict[int, int] = {}
+    new: list[TrainingSession] = []
+    for allocation in allocations:
+        row = before.get(allocation.pk, {"n": 0, "last": None})
+        missing = size - row["n"]
+        if missing <= 0:
+            continue
+        start = max(now, row["last"]) if row["last"] else now
+        wanted[allocation.pk] = missing
+        new += [
+            TrainingSession(allocation_id=allocation.pk, trainer_id=allocation.trainer_id, scheduled_date=day,
+                            scheduled_time=at, starts_at=starts_at, status=TrainingSession.Status.SCHEDULED)
+            for day, at, starts_at in next_session_slots(allocation, start, missing)
+        ]
+    if not new:
+        return {}
+    TrainingSession.objects.bulk_create(new, ignore_conflicts=True)
+    after = dict(future.values("allocation_id").annotate(n=Count("id")).values_list("allocation_id", "n"))
+    created = {pk: after.get(pk, 0) - before.get(pk, {"n": 0})["n"] for pk in wanted}
+    short = [pk for pk, n in created.items() if n < wanted[pk]]
+    if short:
+        raise SessionCollision(f"sessions of allocations {short[:5]} collide with other bookings")
+    return created
+
+
+class SessionCollision(Exception):
+    """A candidate session hit the trainer's no-double-booking constraint (batch path only)."""
 
 
 def future_session_count(allocation_id: int, now: datetime.datetime | None = None) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,17 @@ from workers.models import OutboxEvent
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Emission:
+    """One event to emit: what `emit()` takes, for `emit_many()`."""
+
+    event_type: str
+    payload: dict[str, Any]
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    key: str | int | None = None
+
+
 def emit(
     event_type: str,
     payload: dict[str, Any],
@@ -37,19 +49,33 @@ def emit(
     key: str | int | None = None,
 ) -> Event:
     """Record an event to publish when the current transaction commits. Must run inside a transaction."""
+    return emit_many([Emission(event_type, payload, correlation_id, causation_id, key)])[0]
+
+
+def emit_many(emissions: Sequence[Emission]) -> list[Event]:
+    """`emit()` for many events: one INSERT for all their outbox rows, one publish after commit."""
     if not connection.in_atomic_block:
         raise RuntimeError("emit() must run inside transaction.atomic(): the event commits with the state change")
-    event = build_event(event_type, payload, correlation_id=correlation_id, causation_id=causation_id)
-    row = OutboxEvent.objects.create(
-        event_id=event.event_id,
-        event_type=event_type,
-        topic=topic_for_event_type(event_type),
-        key=str(key if key is not None else payload["student_id"]),
-        value=event.to_json(),
-        correlation_id=correlation_id,
+    events = [
+        build_event(e.event_type, e.payload, correlation_id=e.correlation_id, causation_id=e.causation_id)
+        for e in emissions
+    ]
+    rows = OutboxEvent.objects.bulk_create(
+        [
+            OutboxEvent(
+                event_id=event.event_id,
+                event_type=event.event_type,
+                topic=topic_for_event_type(event.event_type),
+                key=str(e.key if e.key is not None else e.payload["student_id"]),
+                value=event.to_json(),
+                correlation_id=event.correlation_id,
+            )
+            for e, event in zip(emissions, events)
+        ]
     )
-    transaction.on_commit(lambda: publisher().publish([row]))
-    return event
+    if rows:
+        transaction.on_commit(lambda: publisher().publish(rows))
+    return events
 
 
 class OutboxPublisher:

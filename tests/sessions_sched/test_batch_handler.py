@@ -1,0 +1,62 @@
+"""The sessions stage's batch path: every window filled in a few queries, same result as one at a time."""
+import datetime
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from allocations.models import slot_time
+from enrollment.events import SESSIONS_SCHEDULED, decode
+from sessions_sched.handlers import handle_trainer_allocated_batch
+from sessions_sched.models import TrainingSession
+from sessions_sched.scheduler import SessionCollision, ensure_window, ensure_windows, next_session_slots
+from tests.factories import AllocationFactory, TrainerFactory
+from tests.sessions_sched.test_handlers import allocated
+from workers.errors import PermanentError
+from workers.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_batch_fills_every_window_to_seven_in_a_few_queries():
+    allocations = [AllocationFactory() for _ in range(20)]
+    ensure_window(allocations[0], size=3)  # a partial window is completed, not duplicated
+    ensure_window(allocations[1])  # a full window is already done
+    events = [allocated(a) for a in allocations] + [allocated(allocations[2])]  # a duplicate in the batch
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        handle_trainer_allocated_batch(events)
+    assert len(queries) <= 8
+    now = timezone.now()
+    for allocation in allocations:
+        sessions = TrainingSession.objects.filter(allocation=allocation, starts_at__gt=now)
+        assert sessions.count() == 7
+        assert all(s.scheduled_date.weekday() < 5 for s in sessions)
+    emitted = [decode(bytes(row.value)).payload for row in OutboxEvent.objects.all()]
+    assert all(e.future_sessions == 7 for e in emitted) and len(emitted) == 19  # not for the full window
+    created = {e.allocation_id: e.sessions_created for e in emitted}
+    assert created[allocations[0].pk] == 4 and created[allocations[2].pk] == 7
+    assert {e.allocation_id for e in emitted} == {a.pk for a in allocations} - {allocations[1].pk}
+    assert {row.event_type for row in OutboxEvent.objects.all()} == {SESSIONS_SCHEDULED}
+
+
+def test_a_trainer_collision_raises_so_one_at_a_time_can_take_later_dates():
+    trainer = TrainerFactory()
+    first = AllocationFactory(trainer=trainer, slot_time=slot_time(0))
+    second = AllocationFactory(trainer=trainer, slot_time=slot_time(1))
+    now = timezone.now()
+    [(day, _, starts_at)] = next_session_slots(first, now, 1)
+    # the trainer is already booked (by another allocation) at the instant of `first`'s next session
+    TrainingSession.objects.create(allocation=second, trainer=trainer, scheduled_date=day,
+                                   scheduled_time=datetime.time(23, 59), starts_at=starts_at)
+    with pytest.raises(SessionCollision), transaction.atomic():
+        ensure_windows([first.pk], now)
+    # one at a time, the window takes a later date instead
+    assert ensure_window(first, now=now) == 7
+
+
+def test_a_mismatched_allocation_fails_the_batch():
+    allocation = AllocationFactory()
+    with pytest.raises(PermanentError), transaction.atomic():
+        handle_trainer_allocated_batch([allocated(AllocationFactory()), allocated(allocation, student_id=999999)])
+    assert not TrainingSession.objects.exists()
