@@ -31,3 +31,7 @@ demo: stack-up        ## the main job: N signed payments through the whole pipel
 
 run: migrate topics   ## the pipeline in the foreground (Procfile); Ctrl-C stops all
 	.venv/bin/honcho -f Procfile start
+
+bench: stack-up       ## benchmarks (not part of make test): writes docs/benchmarks.md
+	.venv/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/run.py

@@ -54,30 +54,6 @@ def django_setup(env: dict[str, str]) -> None:
     django.setup()
 
 
-def seed(payments: int, courses: int) -> list[tuple[int, int]]:
-    """Courses in several time zones, trainers (capacity 10, every course) for all with 20% spare, students.
-    Returns (student_id, course_id) for each payment to send."""
-    from allocations.models import MAX_TRAINER_CAPACITY, Trainer
-    from enrollment.models import Course, Student
-
-    zones = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC"]
-    made = Course.objects.bulk_create(
-        [Course(title=f"Course {i + 1}", time_zone=zones[i % len(zones)], price="49.00", currency="EUR")
-         for i in range(courses)]
-    )
-    trainer_count = max(1, -(-payments * 12 // 10 // MAX_TRAINER_CAPACITY))
-    trainers = Trainer.objects.bulk_create(
-        [Trainer(name=f"Trainer {i + 1}", capacity=MAX_TRAINER_CAPACITY) for i in range(trainer_count)]
-    )
-    Trainer.courses.through.objects.bulk_create(
-        [Trainer.courses.through(trainer_id=t.pk, course_id=c.pk) for t in trainers for c in made]
-    )
-    students = Student.objects.bulk_create(
-        [Student(name=f"Student {i + 1}", email=f"student{i + 1}@demo.test") for i in range(payments)]
-    )
-    return [(s.pk, made[i % len(made)].pk) for i, s in enumerate(students)]
-
-
 def start_pipeline(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
@@ -244,7 +220,9 @@ def main() -> int:
     print(f"database {database}, topics {prefix}*, {args.payments} payments")
     call_command("migrate", verbosity=0)
     call_command("create_topics", partitions=settings.KAFKA_TOPIC_PARTITIONS, stdout=open(os.devnull, "w"))
-    pairs = seed(args.payments, args.courses)
+    from enrollment.seed import seed_catalog
+
+    pairs = seed_catalog(args.payments, args.courses)
     log_path = ROOT / "var" / "demo" / "pipeline.log"
     pipeline = start_pipeline(env, log_path)
     try:

@@ -1,0 +1,94 @@
+"""Shared pieces of the benchmarks: a fresh database and topic namespace per run, Django set-up, timing."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:15432/postgres")
+DATABASE = os.environ.get("BENCH_DATABASE", "enrollment_bench")
+
+
+def fresh_database(name: str = DATABASE) -> str:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def setup(prefix: str) -> dict[str, str]:
+    """Point this process at a fresh bench database and topic prefix, set Django up, migrate. Returns the env
+    to give subprocesses."""
+    env = {
+        "DATABASE_URL": fresh_database(),
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "CACHE_KEY_PREFIX": prefix,
+        "DJANGO_SETTINGS_MODULE": "settings",
+        "LOG_LEVEL": "WARNING",
+        "KAFKA_TOPIC_PARTITIONS": os.environ.get("KAFKA_TOPIC_PARTITIONS", "6"),
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("create_topics", stdout=open(os.devnull, "w"))
+    return {**os.environ, **env}
+
+
+def use_prefix(prefix: str) -> None:
+    """Switch this process (and what it starts) to another topic namespace, creating its topics."""
+    from django.conf import settings
+
+    from enrollment.kafka import create_topics
+
+    os.environ["KAFKA_TOPIC_PREFIX"] = prefix
+    settings.KAFKA_TOPIC_PREFIX = prefix
+    create_topics()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:
+    """Seconds until condition() held; raises after timeout."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what}: not done after {timeout}s")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+def machine() -> dict[str, str]:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.splitlines()[1].split()[1]
+    return {
+        "cpu": cpu, "cores": str(os.cpu_count()), "memory_gb": mem, "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def produce_values(topic_name: str, items: list[tuple[bytes, bytes]]) -> float:
+    """Produce (key, value) pairs as fast as the client goes; returns seconds."""
+    from enrollment.kafka import make_producer
+
+    producer = make_producer(**{"linger.ms": 20, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000})
+    start = time.perf_counter()
+    for i, (key, value) in enumerate(items):
+        producer.produce(topic_name, key=key, value=value)
+        if i % 5000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    return time.perf_counter() - start

@@ -1,0 +1,178 @@
+"""The whole pipeline and the webhook, as they run in production: the Procfile's processes as subprocesses."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.common import ROOT, produce_values, use_prefix, wait_for
+
+
+class Processes:
+    """Some of the Procfile's processes, started with the given environment."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env, self.log_dir, self.procs = env, log_dir, {}
+        self.commands = {}
+        for line in (ROOT / "Procfile").read_text().splitlines():
+            if line and not line.startswith("#") and ":" in line:
+                name, command = line.split(":", 1)
+                self.commands[name.strip()] = command.strip()
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            self.procs[name] = subprocess.Popen(
+                ["bash", "-c", f"exec {self.commands[name]}"], cwd=ROOT, env=self.env, start_new_session=True,
+                stdout=open(self.log_dir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
+            )
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.procs = {}
+
+
+def wait_for_web(url: str) -> None:
+    import requests
+
+    def up() -> bool:
+        try:
+            return requests.get(url + "/api/students/0/home", timeout=2).status_code == 404
+        except requests.RequestException:
+            return False
+
+    wait_for(up, 60, "web app")
+
+
+def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | None = None) -> dict:
+    """Pre-produce n PURCHASE_CONFIRMED, start every consumer, time until the last sessions are scheduled and
+    every cache invalidation is consumed."""
+    from django.db import connection
+
+    from enrollment.events import topic
+    from enrollment.kafka import group_lag
+    from enrollment.seed import purchase_confirmed, seed_catalog, seed_payments
+
+    prefix = f"bench-e2e-{uuid.uuid4().hex[:6]}."
+    use_prefix(prefix)
+    payments = seed_payments(seed_catalog(n, courses=5), prefix="e2e")
+    events = [purchase_confirmed(p) for p in payments]
+    produce_values(topic("purchase-confirmed"), [(str(e.student_id).encode(), e.to_json()) for e in events])
+    procs = Processes({**env, "KAFKA_TOPIC_PREFIX": prefix, "CACHE_KEY_PREFIX": prefix}, log_dir)
+    procs.start("web")
+    wait_for_web(env["ADMIN_SERVICE_URL"])
+    profile = None
+    try:
+        started = time.monotonic()
+        procs.start("relay", "purchases", "allocations", "sessions", "cache")
+        if profile_stage:
+            profile = _profile(procs.pid(profile_stage), log_dir / f"profile-{profile_stage}.txt")
+
+        students = (min(p.student_id for p in payments), max(p.student_id for p in payments))
+        this_run = ("FROM training_sessions s JOIN trainer_allocations a ON a.id = s.allocation_id "
+                    "WHERE a.student_id BETWEEN %s AND %s")
+
+        def scheduled() -> bool:
+            with connection.cursor() as cur:
+                cur.execute(f"SELECT count(*) {this_run}", students)
+                return cur.fetchone()[0] >= 7 * n
+
+        wait_for(scheduled, 900, "sessions scheduled", interval=0.5)
+        sessions_done = time.monotonic() - started
+        cache_topics = [topic(t) for t in ("purchase-created", "trainer-allocated", "sessions-scheduled")]
+        wait_for(lambda: sum(group_lag(topic("cache-invalidation-workers"), cache_topics).values()) == 0, 120,
+                 "cache caught up", interval=0.5)
+        all_done = time.monotonic() - started
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT EXTRACT(EPOCH FROM (SELECT max(s.created_at) {this_run}) - "
+                        "(SELECT min(created_at) FROM student_course_purchases WHERE student_id BETWEEN %s AND %s))",
+                        students + students)
+            db_span = float(cur.fetchone()[0])
+    finally:
+        if profile:
+            profile.wait(120)
+        procs.stop()
+    return {"purchases": n, "seconds": round(all_done, 2), "per_second": round(n / all_done, 1),
+            "sessions_done_seconds": round(sessions_done, 2),
+            "db_span_seconds": round(db_span, 2), "per_second_db_span": round(n / db_span, 1)}
+
+
+def _profile(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy, sampling the stage's process for 20 s; writes the top functions to `out`."""
+    return subprocess.Popen(
+        [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(pid), "--duration", "20", "--format", "raw",
+         "--output", str(out.with_suffix(".folded")), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: int = 15) -> dict:
+    """Open-loop load on the gunicorn web app: `rate` signed confirmations per second for `seconds`; latency is
+    measured from each request's scheduled send time (no coordinated omission)."""
+    import requests
+    from django.conf import settings
+
+    from enrollment.seed import seed_catalog
+    from purchases.signing import sign
+
+    prefix = f"bench-web-{uuid.uuid4().hex[:6]}."
+    use_prefix(prefix)
+    total = rate * seconds
+    pairs = seed_catalog(total, courses=5)
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    bodies = [json.dumps({"provider_payment_id": f"load_{uuid.uuid4().hex}", "student_id": s, "course_id": c,
+                          "amount": "49.00", "currency": "EUR", "confirmed_at": now}).encode() for s, c in pairs]
+    procs = Processes({**env, "KAFKA_TOPIC_PREFIX": prefix, "WEB_WORKERS": "2"}, log_dir)
+    procs.start("web")
+    url = env["ADMIN_SERVICE_URL"]
+    wait_for_web(url)
+    local = threading.local()
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.5
+
+    def send(i: int) -> None:
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        session = getattr(local, "s", None) or requests.Session()
+        local.s = session
+        headers = {"Content-Type": "application/json", **sign(bodies[i], settings.PAYMENT_WEBHOOK_SECRET)}
+        response = session.post(url + "/api/payments/confirmations", data=bodies[i], headers=headers, timeout=10)
+        with lock:
+            latencies.append(time.perf_counter() - due)
+            statuses.append(response.status_code)
+
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(send, range(total)))
+        elapsed = time.perf_counter() - start
+    finally:
+        procs.stop()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
+
+    return {"rate": rate, "requests": total, "achieved_per_second": round(total / elapsed, 1),
+            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+            "status_202": statuses.count(202), "other_status": len(statuses) - statuses.count(202)}

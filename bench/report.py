@@ -1,0 +1,88 @@
+"""Turn bench results into docs/benchmarks.md (tables + the hand-written analysis in bench/analysis.md) and a
+PNG plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = results["stages"]
+    names = list(stages)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    xs = range(len(names))
+    left.bar([x - 0.2 for x in xs], [stages[n]["batched"]["per_second"] for n in names], 0.4, label="batched (500)")
+    left.bar([x + 0.2 for x in xs], [stages[n]["single"]["per_second"] for n in names], 0.4, label="one per txn")
+    e2e = results["end_to_end"]["per_second"]
+    left.axhline(e2e, color="black", linestyle="--", label=f"end to end {e2e}/s")
+    left.set_xticks(list(xs), names)
+    left.set_yscale("log")
+    left.set_ylabel("events per second (log)")
+    left.set_title("Throughput per stage")
+    left.legend()
+    web = results["webhook"]
+    labels = ["p50", "p95", "p99", "max"]
+    right.bar(labels, [web[f"{label}_ms"] for label in labels], color="tab:green")
+    right.axhline(25, color="red", linestyle="--", label="target p99 25 ms")
+    right.set_ylabel("ms")
+    right.set_title(f"Webhook latency at {web['rate']} requests/s")
+    right.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def write_markdown(r: dict, path: Path) -> None:
+    m, k, pg, e2e, web = r["machine"], r["kafka_raw"], r["pgbench"], r["end_to_end"], r["webhook"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {r['when']}: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
+        f"{m['os']}, Python {m['python']}. Broker, PostgreSQL, Redis, the web app, the consumers and the load "
+        "generator all share these cores. One run; the VM is noisy (expect ±30%), so compare figures of one run.",
+        "Raw figures: `bench/results/benchmarks.json`.",
+        "",
+        "![throughput and latency](benchmarks.png)",
+        "",
+        "## Headline",
+        "",
+        "| what | measured | target | physical reference (same run) |",
+        "|---|---|---|---|",
+        f"| end to end, {e2e['purchases']} pre-produced purchases | **{e2e['per_second']}/s** "
+        f"({e2e['seconds']} s to the last session and cache invalidation) | 1,000/s | "
+        f"Kafka consume {k['consume_per_second']:,}/s, produce {k['produce_per_second']:,}/s; "
+        f"pgbench single-row INSERT {pg['insert_tps']:,} tps |",
+        f"| webhook at {web['rate']} req/s ({web['requests']} requests, gunicorn 2 workers x 4 threads) | "
+        f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms** "
+        f"({web['status_202']} answered 202) | p99 < 25 ms | — |",
+        "",
+        "## Per stage: batched versus one event per transaction (same run)",
+        "",
+        "| stage | batched events/s | one-at-a-time events/s | ratio | vs pgbench INSERT tps |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in r["stages"].items():
+        lines.append(f"| {name} | {s['batched']['per_second']} ({s['batched']['events']} events) | "
+                     f"{s['single']['per_second']} ({s['single']['events']} events) | **{s['ratio']}x** | "
+                     f"{round(s['batched']['per_second'] / pg['insert_tps'], 2)}x |")
+    lines += [
+        "",
+        f"End to end, measured on the database clock (first purchase to last session): "
+        f"{e2e['db_span_seconds']} s, {e2e['per_second_db_span']} purchases/s.",
+        "",
+        f"## Profile of the slowest stage ({r['profile']['stage']}, py-spy, self time)",
+        "",
+        "| function | % of samples |",
+        "|---|---|",
+        *[f"| `{frame}` | {pct} |" for frame, pct in r["profile"]["top_self_time_percent"]],
+        "",
+    ]
+    if ANALYSIS.exists():
+        lines.append(ANALYSIS.read_text())
+    path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,84 @@
+"""`make bench`: every benchmark in one run on the local stack; writes docs/benchmarks.md,
+bench/results/benchmarks.json and docs/benchmarks.png.
+
+Scale with BENCH_E2E (default 20000 purchases), BENCH_STAGE (5000 batched) and BENCH_SINGLE (1000 one at a time).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, machine, setup  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+LOGS = ROOT / "var" / "bench"
+
+
+def top_frames(folded: Path, limit: int = 12) -> list[tuple[str, float]]:
+    """The functions where the profiled process spent its samples (self time), from py-spy's folded output."""
+    if not folded.exists():
+        return []
+    counts: collections.Counter = collections.Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        counts[leaf] += int(n)
+        total += int(n)
+    return [(frame, round(100 * n / total, 1)) for frame, n in counts.most_common(limit)] if total else []
+
+
+def main() -> int:
+    port = int(os.environ.get("BENCH_WEB_PORT", "8765"))
+    os.environ["ADMIN_SERVICE_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["WEB_PORT"] = str(port)
+    env = setup(f"bench-{int(time.time())}.")
+    from bench import physical, pipeline, stages
+
+    n_e2e = int(os.environ.get("BENCH_E2E", 20000))
+    n_stage = int(os.environ.get("BENCH_STAGE", 5000))
+    n_single = int(os.environ.get("BENCH_SINGLE", 1000))
+    results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print("physical references ...", flush=True)
+    results["kafka_raw"] = physical.kafka_raw()
+    results["pgbench"] = physical.pgbench_inserts()
+    print(results["kafka_raw"], results["pgbench"], flush=True)
+
+    web = pipeline.Processes(env, LOGS)
+    web.start("web")
+    pipeline.wait_for_web(env["ADMIN_SERVICE_URL"])
+    results["stages"] = {}
+    try:
+        for name in ("purchases", "allocations", "sessions", "cache"):
+            print(f"stage {name} ...", flush=True)
+            results["stages"][name] = stages.compare(name, n_stage, n_single)
+            print(results["stages"][name], flush=True)
+    finally:
+        web.stop()
+    print("webhook under load ...", flush=True)
+    results["webhook"] = pipeline.webhook_load(env, LOGS)
+    print(results["webhook"], flush=True)
+    slowest = min(results["stages"], key=lambda s: results["stages"][s]["batched"]["per_second"])
+    print(f"end to end, {n_e2e} purchases (profiling {slowest}) ...", flush=True)
+    results["end_to_end"] = pipeline.end_to_end(n_e2e, env, LOGS, profile_stage=slowest)
+    results["profile"] = {"stage": slowest, "top_self_time_percent": top_frames(LOGS / f"profile-{slowest}.folded")}
+    print(results["end_to_end"], flush=True)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "benchmarks.json").write_text(json.dumps(results, indent=2))
+    from bench.report import plot, write_markdown
+
+    plot(results, ROOT / "docs" / "benchmarks.png")
+    write_markdown(results, ROOT / "docs" / "benchmarks.md")
+    print("wrote docs/benchmarks.md, docs/benchmarks.png, bench/results/benchmarks.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

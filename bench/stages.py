@@ -1,0 +1,95 @@
+"""Each stage alone, batched (one transaction per polled batch) versus one event per transaction and commit,
+in the same run: events/s from the first polled message to the last one committed."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from bench.common import produce_values, use_prefix
+
+
+def _seed_pairs(n: int) -> list[tuple[int, int]]:
+    from enrollment.seed import seed_catalog
+
+    return seed_catalog(n, courses=5)
+
+
+def purchases_events(n: int) -> list:
+    from enrollment.seed import purchase_confirmed, seed_payments
+
+    return [purchase_confirmed(p) for p in seed_payments(_seed_pairs(n), prefix="bench")]
+
+
+def allocations_events(n: int) -> list:
+    from enrollment.events import PURCHASE_CREATED, build_event
+
+    return [build_event(PURCHASE_CREATED, {"purchase_id": i + 1, "payment_id": i + 1, "student_id": s,
+                                           "course_id": c}, correlation_id=uuid.uuid4())
+            for i, (s, c) in enumerate(_seed_pairs(n))]
+
+
+def sessions_events(n: int) -> list:
+    from allocations.models import MAX_TRAINER_CAPACITY, Trainer, TrainerAllocation, slot_time
+    from enrollment.events import TRAINER_ALLOCATED, build_event
+
+    pairs = _seed_pairs(n)
+    trainers = list(Trainer.objects.order_by("-pk").values_list("pk", flat=True)[: len(pairs) // 10 + 1])
+    allocations = TrainerAllocation.objects.bulk_create(
+        [TrainerAllocation(student_id=s, course_id=c, trainer_id=trainers[i // MAX_TRAINER_CAPACITY],
+                           slot_time=slot_time(i % MAX_TRAINER_CAPACITY), slot_weekdays=[0, 1, 2, 3, 4],
+                           correlation_id=uuid.uuid4())
+         for i, (s, c) in enumerate(pairs)],
+        batch_size=2000,
+    )
+    return [build_event(TRAINER_ALLOCATED, {"allocation_id": a.pk, "trainer_id": a.trainer_id,
+                                            "student_id": a.student_id, "course_id": a.course_id},
+                        correlation_id=a.correlation_id) for a in allocations]
+
+
+def cache_events(n: int) -> list:
+    from enrollment.events import SESSIONS_SCHEDULED, build_event
+
+    return [build_event(SESSIONS_SCHEDULED, {"allocation_id": i + 1, "student_id": i + 1, "course_id": 1,
+                                             "sessions_created": 7, "future_sessions": 7},
+                        correlation_id=uuid.uuid4()) for i in range(n)]
+
+
+STAGES = {
+    "purchases": ("purchases.handlers", purchases_events),
+    "allocations": ("allocations.handlers", allocations_events),
+    "sessions": ("sessions_sched.handlers", sessions_events),
+    "cache": ("enrollment.cache_invalidation", cache_events),
+}
+
+
+def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
+    """Prepare n events in a fresh topic namespace, then time the stage's consumer over them."""
+    import importlib
+
+    from enrollment.events import topic_for_event_type
+    from workers.consumer import StageConsumer
+
+    use_prefix(f"bench-{name}-{batch_size}-{uuid.uuid4().hex[:6]}.")
+    stage = importlib.import_module(STAGES[name][0]).STAGE
+    events = STAGES[name][1](n)
+    produce_values(topic_for_event_type(events[0].event_type),
+                   [(str(e.student_id).encode(), e.to_json()) for e in events])
+    consumer = StageConsumer(stage, batch_size=batch_size, batch_wait=0.1)
+    done, first, deadline = 0, None, time.monotonic() + 600
+    try:
+        while done < n and time.monotonic() < deadline:
+            polled = consumer.poll_once()
+            if polled and first is None:
+                first = time.perf_counter()
+            done += polled
+        seconds = time.perf_counter() - first
+    finally:
+        consumer.close()
+    return {"events": done, "seconds": round(seconds, 2), "per_second": round(done / seconds, 1),
+            "batch_size": batch_size}
+
+
+def compare(name: str, n_batched: int, n_single: int) -> dict:
+    batched = run_stage(name, n_batched, 500)
+    single = run_stage(name, n_single, 1)
+    return {"batched": batched, "single": single, "ratio": round(batched["per_second"] / single["per_second"], 1)}

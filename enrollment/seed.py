@@ -1,0 +1,59 @@
+"""Seed data for the demo and the benchmarks: courses, trainers with room for everyone, students."""
+from __future__ import annotations
+
+import uuid
+
+from allocations.models import MAX_TRAINER_CAPACITY, Trainer
+from enrollment.models import Course, Student
+
+
+def seed_catalog(payments: int, courses: int) -> list[tuple[int, int]]:
+    """Courses in several time zones, trainers (capacity 10, every course) for all with 20% spare, students.
+    Returns (student_id, course_id) for each payment to send."""
+    zones = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC"]
+    made = Course.objects.bulk_create(
+        [Course(title=f"Course {i + 1}", time_zone=zones[i % len(zones)], price="49.00", currency="EUR")
+         for i in range(courses)]
+    )
+    trainer_count = max(1, -(-payments * 12 // 10 // MAX_TRAINER_CAPACITY))
+    trainers = Trainer.objects.bulk_create(
+        [Trainer(name=f"Trainer {i + 1}", capacity=MAX_TRAINER_CAPACITY) for i in range(trainer_count)]
+    )
+    Trainer.courses.through.objects.bulk_create(
+        [Trainer.courses.through(trainer_id=t.pk, course_id=c.pk) for t in trainers for c in made]
+    )
+    run = uuid.uuid4().hex[:8]  # several seedings may share a database (benchmarks)
+    students = Student.objects.bulk_create(
+        [Student(name=f"Student {i + 1}", email=f"student{i + 1}-{run}@demo.test") for i in range(payments)],
+        batch_size=2000,
+    )
+    return [(s.pk, made[i % len(made)].pk) for i, s in enumerate(students)]
+
+
+def seed_payments(pairs: list[tuple[int, int]], prefix: str = "seed") -> list:
+    """One confirmed Payment per (student, course), as the webhook would have stored it."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from purchases.models import Payment
+
+    now = timezone.now()
+    return Payment.objects.bulk_create(
+        [Payment(provider_payment_id=f"{prefix}_{uuid.uuid4().hex}", student_id=s, course_id=c,
+                 amount=Decimal("49.00"), currency="EUR", body_sha256="0" * 64, confirmed_at=now)
+         for s, c in pairs],
+        batch_size=2000,
+    )
+
+
+def purchase_confirmed(payment):
+    """The PURCHASE_CONFIRMED event the webhook emits for a payment."""
+    from enrollment.events import PURCHASE_CONFIRMED, build_event
+
+    return build_event(
+        PURCHASE_CONFIRMED,
+        {"payment_id": payment.pk, "provider_payment_id": payment.provider_payment_id,
+         "student_id": payment.student_id, "course_id": payment.course_id, "amount": "49.00", "currency": "EUR"},
+        correlation_id=payment.correlation_id,
+    )
