@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export DJANGO_SETTINGS_MODULE ?= settings
 
-.PHONY: bootstrap stack-up stack-down stack-status migrate topics test demo run
+.PHONY: bootstrap stack-up stack-down stack-status migrate topics static test demo run bench
 
 bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)
 	bash scripts/bootstrap
@@ -26,10 +26,13 @@ test: stack-up        ## the whole suite on the real services
 	$(PY) -m pytest
 
 N ?= 1000
-demo: stack-up        ## the main job: N signed payments through the whole pipeline, a report, invariants checked
+demo: stack-up static ## the main job: N signed payments through the whole pipeline, a report, invariants checked
 	$(PY) scripts/demo.py --payments $(N)
 
-run: migrate topics   ## the pipeline in the foreground (Procfile); Ctrl-C stops all
+static: bootstrap      ## collect the admin's static files (whitenoise serves them with DEBUG off)
+	$(PY) manage.py collectstatic --noinput -v0
+
+run: migrate topics static  ## the pipeline in the foreground (Procfile); Ctrl-C stops all
 	.venv/bin/honcho -f Procfile start
 
 bench: stack-up       ## benchmarks (not part of make test): writes docs/benchmarks.md

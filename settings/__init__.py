@@ -33,6 +33,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "enrollment.web_metrics.RequestMetricsMiddleware",  # first, so it times everything below it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,7 +88,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))  # collectstatic target
 
 # --- Kafka -------------------------------------------------------------------------------------
 KAFKA_BROKERS = env("KAFKA_BROKERS", default="127.0.0.1:19092")
@@ -112,6 +113,7 @@ RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=300.0)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
 PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
 METRICS_PORT = env.int("METRICS_PORT", default=0)  # 0: workers serve no metrics endpoint
+METRICS_ADDR = env("METRICS_ADDR", default="127.0.0.1")  # 0.0.0.0 in containers, so Prometheus can scrape
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -130,3 +132,44 @@ LOGGING = {
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Production: security, static files, operations endpoints -----------------------------------
+# Every switch defaults to what works on local plain http; production turns them on from the environment
+# (docs/operations.md lists the values). `manage.py check --deploy --fail-level WARNING` passes with them.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Never redirected: probes and the Prometheus scraper, and the allocation API that the allocation consumer calls
+# inside the network (ADMIN_SERVICE_URL); a redirect would not protect its token, which is sent before it.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^api/allocations"]
+# Behind a TLS-terminating proxy: trust its X-Forwarded-Proto (only if the proxy always sets or strips it).
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL_HEADER", default=False) else None
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [
+    # security.W021 (HSTS preload off): joining the browsers' preload list is a decision about the whole domain,
+    # hard to undo for months, taken by the domain's owner and not by this app; SECURE_HSTS_PRELOAD=1 once taken.
+    "security.W021",
+]
+
+# Hashed, compressed static files (whitenoise serves them under gunicorn) once `collectstatic` ran; the
+# container image sets STATIC_MANIFEST=1. Off by default: with it, rendering a page whose static file was not
+# collected fails, and the test suite does not run collectstatic.
+STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# GET /metrics answers loopback callers, or any caller with `Authorization: Bearer <METRICS_TOKEN>` (if set).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Timeout of the Kafka check of /readyz (PostgreSQL and Redis use their connection timeouts).
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)

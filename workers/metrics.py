@@ -30,7 +30,10 @@ _served = False
 
 
 def serve(port: int) -> None:
+    """Serve /metrics on settings.METRICS_ADDR:port (loopback by default; 0.0.0.0 in containers)."""
     global _served
     if port and not _served:
-        start_http_server(port, addr="127.0.0.1")
+        from django.conf import settings
+
+        start_http_server(port, addr=settings.METRICS_ADDR)
         _served = True

@@ -1,0 +1,27 @@
+"""Gunicorn hooks for Prometheus multiprocess mode: `gunicorn -c python:enrollment.gunicorn_conf ...`.
+
+Only acts when PROMETHEUS_MULTIPROC_DIR is set: the directory is emptied when the master starts (stale files of
+an earlier run would be added to the new counters) and a dead worker's live gauges are dropped.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def on_starting(server: Any) -> None:
+    if MULTIPROC_DIR:
+        path = Path(MULTIPROC_DIR)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # only prometheus_client's files, whatever else the folder holds
+            stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if MULTIPROC_DIR:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,166 @@
+"""Is a consumer group consuming? Plain functions behind `manage.py worker_health`, read from the broker only.
+
+A group is healthy when it has at least one active member and its total lag (over every partition of its
+topics: high watermark minus committed offset) is at most `max_lag`. A partition the group never committed
+counts from its low watermark, since the consumers start from the earliest offset (`auto.offset.reset`).
+
+Membership alone does not prove progress: librdkafka heartbeats from a background thread, so a process stuck
+inside a handler stays a member until `max.poll.interval.ms` (5 min) expires. With `max_idle_seconds`, a group
+that has lag is also watched that long, and it is unhealthy when none of its committed offsets moved.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from enrollment.kafka import admin_client
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+PROGRESS_SAMPLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A consumer group to watch: the process name (as in the Procfile), its Kafka group id and topics."""
+
+    name: str
+    group_id: str
+    topics: tuple[str, ...]
+
+
+@dataclass
+class Snapshot:
+    """What the broker says about one group at one moment."""
+
+    state: str
+    members: int
+    committed: dict[tuple[str, int], int]  # only partitions with a committed offset
+    lag: int
+    error: str = ""
+
+
+@dataclass
+class GroupHealth:
+    target: Target
+    snapshot: Snapshot
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        s = self.snapshot
+        verdict = "OK" if self.healthy else "UNHEALTHY: " + "; ".join(self.problems)
+        return (f"{self.target.name} group={self.target.group_id} state={s.state} members={s.members} "
+                f"lag={s.lag} {verdict}")
+
+
+def targets() -> dict[str, Target]:
+    """Every long-running consumer of the pipeline, named like its Procfile process."""
+    # Imported here: the stages live in the apps, which import this framework package.
+    from allocations.handlers import STAGE as allocations
+    from enrollment.cache_invalidation import STAGE as cache
+    from enrollment.events import DEAD_LETTER_TOPIC, topic
+    from purchases.handlers import STAGE as purchases
+    from sessions_sched.handlers import STAGE as sessions
+    from workers.dead_letter_store import PERSISTER_GROUP
+
+    found = {s.name: Target(s.name, s.kafka_group_id(), tuple(s.topic_names()))
+             for s in (purchases, allocations, sessions, cache)}
+    found["dead_letters"] = Target("dead_letters", topic(PERSISTER_GROUP), (topic(DEAD_LETTER_TOPIC),))
+    return found
+
+
+def snapshot(target: Target, *, client: AdminClient | None = None,
+             timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Snapshot:
+    """Members, state, committed offsets and total lag of a group. Broker errors become `error`, not raises."""
+    client = client or admin_client()
+    try:
+        group = client.describe_consumer_groups([target.group_id], request_timeout=timeout)[target.group_id]
+        description = group.result()
+        committed = _committed(client, target.group_id, timeout)
+        lag = _lag(client, target.topics, committed, timeout)
+    except KafkaException as exc:
+        return Snapshot(state="UNKNOWN", members=0, committed={}, lag=-1, error=_describe(exc))
+    state = description.state.name if description.state is not None else "UNKNOWN"
+    return Snapshot(state=state, members=len(description.members), committed=committed, lag=lag)
+
+
+def evaluate(target: Target, now: Snapshot, *, max_lag: int, earlier: Snapshot | None = None,
+             idle_seconds: float = 0.0) -> GroupHealth:
+    """The verdict for `now`; with `earlier` (taken `idle_seconds` before), also whether offsets moved."""
+    health = GroupHealth(target, now)
+    if now.error:
+        health.problems.append(f"broker query failed: {now.error}")
+        return health
+    if now.members == 0:
+        health.problems.append("no active members")
+    if now.lag > max_lag:
+        health.problems.append(f"lag {now.lag} > {max_lag}")
+    if earlier is not None and now.lag > 0 and not _progressed(earlier, now):
+        health.problems.append(f"no offset committed for {idle_seconds:g}s with lag {now.lag}")
+    return health
+
+
+def check(target: Target, *, max_lag: int, max_idle_seconds: float = 0.0, client: AdminClient | None = None,
+          timeout: float = DEFAULT_TIMEOUT_SECONDS, sleep: Callable[[float], None] = time.sleep) -> GroupHealth:
+    """Snapshot the group; when it has lag and `max_idle_seconds` > 0, wait up to that long for progress."""
+    client = client or admin_client()
+    first = snapshot(target, client=client, timeout=timeout)
+    if max_idle_seconds <= 0 or first.error or first.lag <= 0 or first.members == 0:
+        return evaluate(target, first, max_lag=max_lag)
+    deadline = time.monotonic() + max_idle_seconds
+    latest = first
+    while time.monotonic() < deadline:
+        sleep(min(PROGRESS_SAMPLE_SECONDS, max(deadline - time.monotonic(), 0)))
+        latest = snapshot(target, client=client, timeout=timeout)
+        if latest.error or _progressed(first, latest) or latest.lag == 0:
+            break
+    return evaluate(target, latest, max_lag=max_lag, earlier=first, idle_seconds=max_idle_seconds)
+
+
+def _committed(client: AdminClient, group_id: str, timeout: float) -> dict[tuple[str, int], int]:
+    request = [ConsumerGroupTopicPartitions(group_id)]
+    result = client.list_consumer_group_offsets(request, request_timeout=timeout)[group_id].result()
+    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or [] if tp.offset >= 0}
+
+
+def _lag(client: AdminClient, topics: tuple[str, ...], committed: dict[tuple[str, int], int],
+         timeout: float) -> int:
+    metadata = client.list_topics(timeout=timeout)
+    partitions: list[TopicPartition] = []
+    for name in topics:
+        meta = metadata.topics.get(name)
+        if meta is None or meta.error is not None:
+            raise KafkaException(f"topic {name} is missing")
+        partitions.extend(TopicPartition(name, p) for p in meta.partitions)
+    if not partitions:
+        return 0
+    high = _offsets(client, partitions, OffsetSpec.latest(), timeout)
+    uncommitted = [tp for tp in partitions if (tp.topic, tp.partition) not in committed]
+    low = _offsets(client, uncommitted, OffsetSpec.earliest(), timeout) if uncommitted else {}
+    total = 0
+    for key, end in high.items():
+        start = committed.get(key, low.get(key, end))
+        total += max(end - start, 0)
+    return total
+
+
+def _offsets(client: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec,
+             timeout: float) -> dict[tuple[str, int], int]:
+    futures = client.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
+    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+
+
+def _progressed(earlier: Snapshot, later: Snapshot) -> bool:
+    return any(offset > earlier.committed.get(key, -1) for key, offset in later.committed.items())
+
+
+def _describe(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else exc
+    return getattr(err, "str", lambda: str(err))()
