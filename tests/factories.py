@@ -8,9 +8,11 @@ import factory
 from django.utils import timezone
 
 from allocations.models import Trainer, TrainerAllocation, slot_time
+from enrollment.events import PURCHASE_CREATED, build_event, topic
 from enrollment.models import Course, Student
 from purchases.models import Payment, StudentCoursePurchase
 from sessions_sched.models import TrainingSession
+from workers.models import DeadLetter
 
 
 class StudentFactory(factory.django.DjangoModelFactory):
@@ -92,3 +94,38 @@ class SessionFactory(factory.django.DjangoModelFactory):
     starts_at = factory.LazyAttribute(
         lambda o: datetime.datetime.combine(o.scheduled_date, o.scheduled_time, tzinfo=datetime.timezone.utc)
     )
+
+
+class DeadLetterFactory(factory.django.DjangoModelFactory):
+    """A dead-lettered PURCHASE_CREATED event, as the allocation stage leaves it (payload = real envelope bytes).
+    The original topic gets the topic prefix in force when the row is built."""
+
+    class Meta:
+        model = DeadLetter
+
+    class Params:
+        event = factory.LazyAttribute(lambda o: _purchase_created(o.student_id or 1, o.correlation_id or uuid.uuid4()))
+
+    stage = "allocations"
+    consumer_group = "trainer-allocation-workers"
+    student_id = factory.Sequence(lambda n: 1000 + n)
+    correlation_id = factory.LazyFunction(uuid.uuid4)
+    event_id = factory.LazyAttribute(lambda o: o.event.event_id)
+    event_type = "PURCHASE_CREATED"
+    original_topic = factory.LazyFunction(lambda: topic("purchase-created"))
+    original_partition = 0
+    original_offset = factory.Sequence(lambda n: n)
+    key = factory.LazyAttribute(lambda o: str(o.student_id).encode())
+    headers = factory.LazyFunction(lambda: [["traceparent", "00-4bf92f3577b34da6-00f067aa0ba902b7-01"]])
+    payload = factory.LazyAttribute(lambda o: o.event.to_json())
+    error_class = "allocations.errors.NoTrainerAvailable"
+    error_message = "no active trainer with a free slot for course 1"
+    traceback = 'Traceback (most recent call last):\n  File "allocations/handlers.py", line 42, in handle\nNoTrainerAvailable'
+    attempts = 5
+    first_failed_at = factory.LazyFunction(lambda: timezone.now() - datetime.timedelta(minutes=3))
+    last_failed_at = factory.LazyFunction(timezone.now)
+
+
+def _purchase_created(student_id, correlation_id):
+    return build_event(PURCHASE_CREATED, {"purchase_id": student_id, "payment_id": student_id,
+                                          "student_id": student_id, "course_id": 1}, correlation_id=correlation_id)

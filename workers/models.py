@@ -136,3 +136,29 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.pk} ({self.stage}: {self.error_class})"
+
+
+class DeadLetterAction(models.Model):
+    """The audit trail of what operators did to dead letters, from the admin or `replay_dead_letters`.
+
+    One row per action run: who, when, what, how many rows it changed, which rows were selected, and why
+    (a discard's reason). Rows are never edited: the admin shows them read-only.
+    """
+
+    class Action(models.TextChoices):
+        REPLAY = "replay"
+        DISCARD = "discard"
+
+    actor = models.CharField(max_length=150, help_text="Admin username, or cli:<user> for the command.")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    count = models.PositiveIntegerField(help_text="How many dead letters the action changed.")
+    dead_letter_ids = models.JSONField(default=list, help_text="The ids of the selected dead letters.")
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "dead_letter_actions"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of {self.count} dead letter(s) by {self.actor}"
