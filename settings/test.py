@@ -5,5 +5,6 @@ RETRY_BASE_SECONDS = 0.2
 RETRY_MAX_SECONDS = 2.0
 ALLOCATION_API_TIMEOUT_SECONDS = 2.0
 WORKER_BATCH_WAIT_SECONDS = 0.05
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Fast hashing in tests; PBKDF2 too, for users that log in to a pipeline subprocess running production settings.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
