@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export DJANGO_SETTINGS_MODULE ?= settings
 
-.PHONY: bootstrap stack-up stack-down stack-status migrate topics static test demo run bench
+.PHONY: bootstrap stack-up stack-down stack-status migrate topics static test demo run bench chaos
 
 bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)
 	bash scripts/bootstrap
@@ -34,6 +34,9 @@ static: bootstrap      ## collect the admin's static files (whitenoise serves th
 
 run: migrate topics static  ## the pipeline in the foreground (Procfile); Ctrl-C stops all
 	.venv/bin/honcho -f Procfile start
+
+chaos: stack-up       ## 10,000 enrollments while processes are killed and the broker, PostgreSQL and Redis restart
+	$(PY) bench/chaos.py
 
 bench: stack-up       ## benchmarks (not part of make test): writes docs/benchmarks.md
 	.venv/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt

@@ -11,7 +11,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:15432/postgres")
+# The maintenance database of the same server as DATABASE_URL (or the local stack's).
+ADMIN_URL = os.environ.get("BENCH_ADMIN_URL") or (
+    os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:15432/enrollment").rsplit("/", 1)[0] + "/postgres"
+)
 DATABASE = os.environ.get("BENCH_DATABASE", "enrollment_bench")
 
 

@@ -34,6 +34,13 @@ class Processes:
                 stdout=open(self.log_dir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
             )
 
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash or the OOM killer would."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
     def pid(self, name: str) -> int:
         return self.procs[name].pid
 

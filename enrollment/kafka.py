@@ -41,7 +41,9 @@ def make_consumer(group_id: str, **overrides: Any) -> Consumer:
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "max.poll.interval.ms": 300_000,
-        "session.timeout.ms": 45_000,
+        # Short enough that a consumer stuck after a broker restart ("Not coordinator") rejoins within seconds.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
         **overrides,
     }
     return Consumer(config)

@@ -159,53 +159,6 @@ def latencies() -> dict[str, float]:
             "throughput_per_second": round(len(values) / float(span), 1) if span else 0.0}
 
 
-def invariants(n: int) -> dict[str, bool]:
-    from django.db import connection
-
-    from enrollment.events import topic
-    from enrollment.kafka import group_lag
-    from workers.models import OutboxEvent
-
-    checks = {}
-    with connection.cursor() as cur:
-        def one(sql: str) -> int:
-            cur.execute(sql)
-            return cur.fetchone()[0]
-
-        checks["one payment per confirmation"] = one("SELECT count(*) FROM payments") == n
-        checks["no duplicate purchase"] = one(
-            "SELECT count(*) FROM (SELECT student_id, course_id FROM student_course_purchases"
-            " GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
-        checks["every payment has a purchase"] = one("SELECT count(*) FROM student_course_purchases") == n
-        checks["no duplicate allocation"] = one(
-            "SELECT count(*) FROM (SELECT student_id, course_id FROM trainer_allocations"
-            " GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
-        checks["every purchase has an allocation"] = one("SELECT count(*) FROM trainer_allocations") == n
-        checks["no duplicate session"] = one(
-            "SELECT count(*) FROM (SELECT allocation_id, scheduled_date, scheduled_time FROM training_sessions"
-            " GROUP BY 1, 2, 3 HAVING count(*) > 1) d") == 0
-        checks["no trainer double-booked"] = one(
-            "SELECT count(*) FROM (SELECT trainer_id, starts_at FROM training_sessions"
-            " GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
-        checks["every payment has 7 future weekday sessions"] = one(
-            "SELECT count(*) FROM (SELECT a.id FROM trainer_allocations a JOIN training_sessions s"
-            " ON s.allocation_id = a.id JOIN courses c ON c.id = a.course_id WHERE s.starts_at > now()"
-            " AND extract(isodow FROM s.starts_at AT TIME ZONE c.time_zone) < 6"
-            " GROUP BY a.id HAVING count(*) = 7) ok") == n
-        checks["no dead letters"] = one("SELECT count(*) FROM dead_letters") == 0
-    checks["every outbox event sent"] = not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
-    groups = {
-        "purchase-creation-workers": ["purchase-confirmed"],
-        "trainer-allocation-workers": ["purchase-created"],
-        "session-scheduling-workers": ["trainer-allocated"],
-        "cache-invalidation-workers": ["purchase-created", "trainer-allocated", "sessions-scheduled"],
-    }
-    checks["every consumer group caught up"] = all(
-        sum(group_lag(topic(g), [topic(t) for t in ts]).values()) == 0 for g, ts in groups.items()
-    )
-    return checks
-
-
 def main() -> int:
     args = parse_args()
     prefix = f"demo-{int(time.time())}."
@@ -233,6 +186,8 @@ def main() -> int:
         send_seconds = time.monotonic() - started
         counts = wait_with_progress(args.payments, args.timeout)
         time.sleep(2)  # let the cache stage and the outbox bookkeeping settle before checking invariants
+        from enrollment.invariants import invariants
+
         checks = invariants(args.payments)
     finally:
         os.killpg(pipeline.pid, signal.SIGTERM)

@@ -20,9 +20,15 @@ def topic_prefix(settings):
     """A fresh topic namespace for this test; every topic of the pipeline exists in it."""
     from enrollment.kafka import create_topics
 
-    settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:10]}."
-    create_topics(partitions=2)
-    return settings.KAFKA_TOPIC_PREFIX
+    prefix = settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:10]}."
+    names = list(create_topics(partitions=2))
+    yield prefix
+    # Leave the broker as we found it: thousands of leftover partitions slow every broker restart.
+    from enrollment.kafka import admin_client
+
+    client = admin_client()
+    leftovers = [name for name in client.list_topics(timeout=10).topics if name.startswith(prefix)]
+    client.delete_topics(sorted(set(names) | set(leftovers)), operation_timeout=10)
 
 
 @pytest.fixture
