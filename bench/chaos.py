@@ -1,6 +1,7 @@
 """`make chaos`: N enrollments through the running pipeline while a controller, bounded in time, SIGKILLs random
 consumers and the relay (and restarts them), restarts the Kafka broker once and PostgreSQL once, stops Redis for
-a while, and a proxy makes the allocation API answer 5xx or hang past its timeout for a share of calls.
+a while, and a proxy makes the allocation API answer 5xx or hang past its timeout for a share of calls (for the
+whole run, settling included).
 Afterwards the invariants are checked; the report of faults and checks is printed and saved as JSON.
 
     .venv/bin/python bench/chaos.py [--payments 10000] [--duration 120]     (make chaos)
@@ -136,7 +137,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kill-every", type=float, default=6, help="seconds between SIGKILLs")
     parser.add_argument("--rate", type=float, help="payments per second (default: spread over 60%% of the window)")
     parser.add_argument("--error-share", type=float, default=0.05, help="allocation API calls answered 503")
-    parser.add_argument("--hang-share", type=float, default=0.03, help="allocation API calls that hang")
+    parser.add_argument("--hang-share", type=float, default=0.01, help="allocation API calls that hang")
     parser.add_argument("--short", action="store_true", help="300 payments, 40 s of faults (make test)")
     parser.add_argument("--report", default=str(ROOT / "var" / "chaos" / "report.json"))
     args = parser.parse_args()
@@ -188,7 +189,6 @@ def main() -> int:
         for t in threads:
             t.start()
         controller.join()
-        proxy.enabled = False  # the API is healthy again; every fault happened inside the window
         for t in threads:
             t.join()
         report["sender"] = {k: sum(s.get(k, 0) for s in stats) for k in ("sent", "retries", "gave_up")}
