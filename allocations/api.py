@@ -18,9 +18,9 @@ import uuid
 from typing import Annotated, Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from allocations.models import TrainerAllocation
@@ -87,16 +87,21 @@ def _authorized(request: HttpRequest) -> bool:
 
 
 def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    if request.method != "POST":
+        response = JsonResponse({"error": "method not allowed: POST a JSON body"}, status=405)
+        response["Allow"] = "POST"
+        return None, response
     if not _authorized(request):
         return None, JsonResponse({"error": "missing or wrong bearer token"}, status=401)
     try:
         return json.loads(request.body), None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it
+        return None, JsonResponse({"error": "body too large"}, status=413)
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer over 4300 digits, hostile nesting
         return None, JsonResponse({"error": "body is not valid JSON"}, status=400)
 
 
 @csrf_exempt
-@require_POST
 def allocate_one(request: HttpRequest) -> JsonResponse:
     raw, problem = _parse(request)
     if problem is not None:
@@ -106,7 +111,6 @@ def allocate_one(request: HttpRequest) -> JsonResponse:
 
 
 @csrf_exempt
-@require_POST
 def allocate_batch(request: HttpRequest) -> JsonResponse:
     raw, problem = _parse(request)
     if problem is not None:

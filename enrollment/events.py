@@ -201,6 +201,10 @@ def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"message is not JSON: {exc}") from exc
+    except RecursionError:  # hostile nesting: must not escape as a crash (the batch would be rewound forever)
+        raise InvalidEvent("message JSON nests too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise InvalidEvent(f"message has a JSON value that cannot be read: {exc}") from exc
     if not isinstance(raw, dict):
         raise InvalidEvent(f"envelope must be a JSON object, got {type(raw).__name__}")
     try:

@@ -17,10 +17,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from enrollment.events import PURCHASE_CONFIRMED
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_AMOUNT = Decimal("1000000.00")
 _AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
+# Provider payment ids are opaque tokens ("pi_3MtwBw...", UUIDs): letters, digits and _ . : - only. Anything else
+# (NUL bytes PostgreSQL cannot store, markup, quotes, spaces) is refused with a 400, not stored.
+PROVIDER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 _CENTS = Decimal("0.01")
 
 
@@ -43,7 +46,7 @@ class PaymentConfirmation(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    provider_payment_id: Annotated[str, Field(strict=True, min_length=1, max_length=128)]
+    provider_payment_id: Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=PROVIDER_ID_PATTERN)]
     student_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
     course_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
     amount: Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT)]
@@ -92,10 +95,18 @@ def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
 
 
 @csrf_exempt
-@require_POST
 def payment_confirmation(request: HttpRequest) -> JsonResponse:
-    body = request.body
-    if len(body) > MAX_BODY_BYTES:
+    if request.method != "POST":
+        response = _error(405, "method not allowed: POST a signed JSON confirmation")
+        response["Allow"] = "POST"
+        return response
+    if request.content_type and request.content_type != "application/json":
+        return _error(415, "Content-Type must be application/json")
+    try:
+        body = request.body
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it at all
+        body = None
+    if body is None or len(body) > MAX_BODY_BYTES:
         return _error(413, f"body over {MAX_BODY_BYTES} bytes")
     try:
         verify(
@@ -110,7 +121,7 @@ def payment_confirmation(request: HttpRequest) -> JsonResponse:
 
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer over 4300 digits, hostile nesting
         return _error(400, "body is not valid JSON")
     if not isinstance(raw, dict):
         return _error(400, "body must be a JSON object")

@@ -12,6 +12,7 @@ from enrollment.events import PURCHASE_CREATED, build_event, topic
 from enrollment.models import Course, Student
 from purchases.models import Payment, StudentCoursePurchase
 from sessions_sched.models import TrainingSession
+from workers.dead_letters import encode_headers
 from workers.models import DeadLetter
 
 
@@ -116,7 +117,9 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
     original_partition = 0
     original_offset = factory.Sequence(lambda n: n)
     key = factory.LazyAttribute(lambda o: str(o.student_id).encode())
-    headers = factory.LazyFunction(lambda: [["traceparent", "00-4bf92f3577b34da6-00f067aa0ba902b7-01"]])
+    headers = factory.LazyFunction(
+        lambda: encode_headers([("traceparent", b"00-4bf92f3577b34da6-00f067aa0ba902b7-01")])
+    )
     payload = factory.LazyAttribute(lambda o: o.event.to_json())
     error_class = "allocations.errors.NoTrainerAvailable"
     error_message = "no active trainer with a free slot for course 1"

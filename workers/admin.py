@@ -14,6 +14,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from workers import dead_letter_actions
+from workers.dead_letters import decode_headers
 from workers.models import DeadLetter, DeadLetterAction
 from workers.trace import build_trace, trace_link
 
@@ -31,9 +32,9 @@ def payload_text(payload: bytes) -> str:
     return text
 
 
-def header_value(value: str) -> str:
-    """Headers are stored as latin-1 text (a lossless byte mapping); show them as UTF-8 where they are."""
-    return value.encode("latin-1").decode("utf-8", errors="replace")
+def header_value(value: bytes | None) -> str:
+    """A header's bytes, shown as UTF-8 where they are (stored losslessly, see workers.dead_letters)."""
+    return "(null)" if value is None else value.decode("utf-8", errors="backslashreplace")
 
 
 @admin.register(DeadLetter)
@@ -124,7 +125,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if not obj.headers:
             return "(none)"
         rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>",
-                                ((name, header_value(value or "")) for name, value in obj.headers))
+                                ((name, header_value(value)) for name, value in decode_headers(obj.headers)))
         return format_html('<table class="dl-headers">{}</table>', rows)
 
     @admin.display(description="Traceback")

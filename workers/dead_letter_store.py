@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from enrollment.kafka import make_producer
-from workers.dead_letters import context_from_headers
+from workers.dead_letters import context_from_headers, decode_headers, encode_headers
 from workers.models import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def row_fields(msg: Message) -> dict:
         "original_partition": _int(context.get("original_partition"), msg.partition()),
         "original_offset": _int(context.get("original_offset"), msg.offset()),
         "key": msg.key(),
-        "headers": [[k, (v or b"").decode("latin-1")] for k, v in original_headers],
+        "headers": encode_headers(original_headers),
         "payload": msg.value() or b"",
         "error_class": context.get("error_class", ""),
         "error_message": context.get("error_message", ""),
@@ -110,7 +110,7 @@ def replay(rows: Iterable[DeadLetter], *, actor: str) -> int:
     errors: list[str] = []
     now = timezone.now()
     for row in rows:
-        headers = [(k, v.encode("latin-1")) for k, v in row.headers] + [
+        headers = decode_headers(row.headers) + [
             (REPLAY_HEADER, str(row.dead_letter_id).encode()),
             ("replay.by", actor.encode()),
             ("replay.at", now.isoformat().encode()),

@@ -8,6 +8,7 @@ dead letter is durable before the consumer commits the offset past the original 
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import logging
 from dataclasses import dataclass, field
@@ -38,6 +39,30 @@ class SourceMessage:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+def encode_headers(headers: list[tuple[str, bytes | None]] | None) -> list[list[str | None]]:
+    """Kafka headers -> JSON that PostgreSQL can store whatever the bytes: [base64(key), base64(value) | null].
+    Text would not do: jsonb refuses NUL (\u0000), and a header may hold any bytes."""
+    return [
+        [base64.b64encode(key.encode("utf-8", "surrogateescape")).decode(),
+         None if value is None else base64.b64encode(value).decode()]
+        for key, value in headers or []
+    ]
+
+
+def decode_headers(stored: list[list[str | None]] | None) -> list[tuple[str, bytes | None]]:
+    """The exact Kafka headers back from `encode_headers()`."""
+    return [
+        (base64.b64decode(key).decode("utf-8", "surrogateescape"), None if value is None else base64.b64decode(value))
+        for key, value in stored or []
+    ]
+
+
+def _text(value: str) -> str:
+    """Error text that PostgreSQL can store and UTF-8 can encode: an error about hostile input may quote it
+    (a NUL byte in a field name, a lone surrogate), and the dead-letter store keeps these headers as text."""
+    return value.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+
+
 @dataclass
 class DeadLetterRecord:
     source: SourceMessage
@@ -64,8 +89,8 @@ class DeadLetterRecord:
             "stage": self.stage,
             "reason": self.reason,
             "error_class": self.error_class,
-            "error_message": self.error_message[:4000],
-            "traceback": self.traceback.encode()[-MAX_TRACEBACK_BYTES:].decode(errors="ignore"),
+            "error_message": _text(self.error_message)[:4000],
+            "traceback": _text(self.traceback).encode()[-MAX_TRACEBACK_BYTES:].decode(errors="ignore"),
             "attempts": self.attempts,
             "first_failed_at": self.first_failed_at.isoformat(),
             "last_failed_at": self.last_failed_at.isoformat(),
@@ -74,7 +99,11 @@ class DeadLetterRecord:
             "correlation_id": self.correlation_id,
             "student_id": self.student_id,
         }
-        extra = [(HEADER_PREFIX + name, str(value).encode()) for name, value in context.items() if value is not None]
+        # Every context header, empty when unknown: the original message may carry dlq.* headers of its own, and
+        # reading the context back (the last header of a name wins) must never take one of those for ours.
+        extra = [
+            (HEADER_PREFIX + name, b"" if value is None else str(value).encode()) for name, value in context.items()
+        ]
         return list(self.source.headers) + extra
 
 

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from django.db import connection, transaction
 from django.utils import timezone
 
-from enrollment.events import Event, InvalidEvent, decode
+from enrollment.events import TOPIC_BY_EVENT_TYPE, Event, InvalidEvent, decode, topic, topic_for_event_type
 from workers import metrics
 from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
-from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
+from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage, decode_headers, encode_headers
 from workers.errors import PermanentError, is_outage, is_transient
 from workers.models import PendingRetry
 from workers.retry import Backoff, CircuitBreaker
@@ -48,6 +48,18 @@ RETURNING event_id
 def _error_parts(exc: BaseException) -> tuple[str, str, str]:
     cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
     return cls, str(exc) or cls, "".join(traceback.format_exception(exc))
+
+
+def _wrong_topic(event: Event, topic_name: str) -> InvalidEvent | None:
+    """Each event type belongs on exactly one topic (TOPIC_BY_EVENT_TYPE). A valid event of another type on a
+    pipeline topic (e.g. TRAINER_ALLOCATED on purchase-confirmed) is invalid there: a handler written for another
+    payload would crash on it, or worse, act on the fields the payloads share (student_id, course_id)."""
+    expected = topic_for_event_type(event.event_type)
+    if topic_name == expected or topic_name not in {topic(name) for name in TOPIC_BY_EVENT_TYPE.values()}:
+        return None
+    return InvalidEvent(
+        f"event type {event.event_type} does not belong on topic {topic_name} (its topic is {expected})"
+    )
 
 
 class Processor:
@@ -69,6 +81,10 @@ class Processor:
                 event = decode(source.value)
             except InvalidEvent as exc:
                 invalid.append(self._record(source, None, exc, attempts=0, reason="invalid"))
+                continue
+            misplaced = _wrong_topic(event, source.topic)
+            if misplaced is not None:  # a valid event, but not for this topic's handler: never run it
+                invalid.append(self._record(source, event, misplaced, attempts=0, reason="invalid"))
                 continue
             if event.event_id not in seen:  # the same event twice in one batch: handle it once
                 seen.add(event.event_id)
@@ -176,7 +192,7 @@ class Processor:
                 PendingRetry(
                     consumer=self.stage.group_id, event_id=event.event_id, topic=source.topic,
                     partition=source.partition, offset=source.offset, key=source.key, value=source.value,
-                    headers=[[k, (v or b"").decode("latin-1")] for k, v in source.headers], attempts=attempts,
+                    headers=encode_headers(source.headers), attempts=attempts,
                     next_attempt_at=now + datetime.timedelta(seconds=self.backoff.delay(attempts)),
                     first_failed_at=now, last_failed_at=now, error_class=cls, error_message=message,
                     traceback=tb, correlation_id=event.correlation_id,
@@ -194,7 +210,7 @@ class Processor:
                 PendingRetry(
                     consumer=self.stage.group_id, event_id=e.event_id, topic=s.topic, partition=s.partition,
                     offset=s.offset, key=s.key, value=s.value,
-                    headers=[[k, (v or b"").decode("latin-1")] for k, v in s.headers], attempts=0,
+                    headers=encode_headers(s.headers), attempts=0,
                     next_attempt_at=now, first_failed_at=now, last_failed_at=now,
                     error_class="", error_message="parked while the circuit breaker was open",
                     correlation_id=e.correlation_id,
@@ -242,7 +258,7 @@ class Processor:
         source = SourceMessage(
             topic=row.topic, partition=row.partition, offset=row.offset,
             key=bytes(row.key) if row.key is not None else None, value=bytes(row.value),
-            headers=[(k, v.encode("latin-1")) for k, v in row.headers],
+            headers=decode_headers(row.headers),
         )
         event = decode(source.value)  # it decoded when it was stored
         try:

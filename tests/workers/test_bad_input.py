@@ -1,6 +1,5 @@
 """Malformed messages go straight to the dead-letter queue with their reason; the consumer keeps going."""
 import json
-import uuid
 
 import pytest
 

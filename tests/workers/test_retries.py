@@ -87,3 +87,21 @@ def test_a_permanent_error_is_dead_lettered_at_once(make_consumer_for):
     assert dict(dlq.headers())["dlq.reason"] == b"permanent"
     assert dict(dlq.headers())["dlq.attempts"] == b"1"
     assert not PendingRetry.objects.exists()
+
+
+def test_a_message_with_binary_headers_waits_for_its_retry_with_them_intact(make_consumer_for, group_id):
+    from enrollment.events import topic
+    from enrollment.kafka import make_producer
+
+    event = support.purchase_created(8)
+    support.SCRIPT[8] = ["transient"]
+    headers = [("trace", b"\x00\xff binary"), ("empty", None)]
+    producer = make_producer()
+    producer.produce(topic("purchase-created"), key=b"8", value=event.to_json(), headers=headers, partition=0)
+    producer.flush(10)
+    consumer = make_consumer_for()
+    support.poll_until(consumer, lambda: PendingRetry.objects.exists())
+    from workers.dead_letters import decode_headers
+
+    assert decode_headers(PendingRetry.objects.get().headers) == headers
+    support.poll_until(consumer, lambda: support.effects([event]) == 1)
