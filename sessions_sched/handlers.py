@@ -8,7 +8,13 @@ from django.utils import timezone
 
 from allocations.models import TrainerAllocation
 from enrollment.events import SESSIONS_SCHEDULED, Event
-from sessions_sched.scheduler import WINDOW_SIZE, ensure_window, ensure_windows, future_session_count
+from sessions_sched.scheduler import (
+    WINDOW_SIZE,
+    ensure_window,
+    ensure_windows,
+    future_session_count,
+    future_session_counts,
+)
 from workers.errors import PermanentError
 from workers.outbox import Emission, emit, emit_many
 from workers.stage import Stage
@@ -49,7 +55,7 @@ def handle_trainer_allocated(event: Event) -> None:
 
 def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
     """The batch path: every allocation's window filled in a few queries (`ensure_windows`). Unknown or
-    mismatched allocations and trainer collisions raise, so the framework re-runs the batch one event at a time."""
+    mismatched allocations raise, so the framework re-runs the batch one event at a time."""
     allocation_ids = {e.payload.allocation_id for e in events}
     found = {
         pk: (student, course)
@@ -63,6 +69,7 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
             raise PermanentError(f"allocation {p.allocation_id} is unknown or does not match its event")
     now = timezone.now()
     created = ensure_windows(sorted(allocation_ids), now, WINDOW_SIZE)
+    future = future_session_counts(list(created), now)
     first_event = {}
     for event in events:
         first_event.setdefault(event.payload.allocation_id, event)
@@ -71,7 +78,7 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
             Emission(
                 SESSIONS_SCHEDULED,
                 {"allocation_id": pk, "student_id": found[pk][0], "course_id": found[pk][1],
-                 "sessions_created": n, "future_sessions": WINDOW_SIZE},
+                 "sessions_created": n, "future_sessions": future[pk]},
                 correlation_id=first_event[pk].correlation_id,
                 causation_id=first_event[pk].event_id,
             )

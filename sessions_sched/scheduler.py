@@ -120,9 +120,9 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
 def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, int]:
     """`ensure_window` for many allocations in a few queries (the sessions stage's batch path): lock the
     holding allocations, read their future sessions in one grouped query, insert every missing session in one
-    INSERT, count again. Returns allocation id -> sessions created. If any candidate session collided with
-    another booking of the trainer, raise, so the caller falls back to `ensure_window` one allocation at a time
-    (which takes further rounds of dates)."""
+    INSERT, count again. Returns allocation id -> sessions created. An allocation whose candidate sessions
+    collided with another booking of its trainer (a trainer teaching courses in several time zones) gets its
+    window finished by `ensure_window`, which takes further rounds of dates, under the lock already held."""
     allocations = list(
         TrainerAllocation.objects.select_for_update(no_key=True, of=("self",))
         .select_related("course")
@@ -153,14 +153,19 @@ def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int 
     TrainingSession.objects.bulk_create(new, ignore_conflicts=True)
     after = dict(future.values("allocation_id").annotate(n=Count("id")).values_list("allocation_id", "n"))
     created = {pk: after.get(pk, 0) - before.get(pk, {"n": 0})["n"] for pk in wanted}
-    short = [pk for pk, n in created.items() if n < wanted[pk]]
-    if short:
-        raise SessionCollision(f"sessions of allocations {short[:5]} collide with other bookings")
+    by_pk = {allocation.pk: allocation for allocation in allocations}
+    for pk in [pk for pk, n in created.items() if n < wanted[pk]]:
+        created[pk] += ensure_window(by_pk[pk], now=now, size=size)
     return created
 
 
-class SessionCollision(Exception):
-    """A candidate session hit the trainer's no-double-booking constraint (batch path only)."""
+def future_session_counts(allocation_ids: list[int], now: datetime.datetime) -> dict[int, int]:
+    """Future scheduled sessions per allocation, in one query."""
+    return dict(
+        TrainingSession.objects.filter(
+            allocation_id__in=allocation_ids, status=TrainingSession.Status.SCHEDULED, starts_at__gt=now
+        ).values("allocation_id").annotate(n=Count("id")).values_list("allocation_id", "n")
+    )
 
 
 def future_session_count(allocation_id: int, now: datetime.datetime | None = None) -> int:

@@ -10,7 +10,7 @@ from allocations.models import slot_time
 from enrollment.events import SESSIONS_SCHEDULED, decode
 from sessions_sched.handlers import handle_trainer_allocated_batch
 from sessions_sched.models import TrainingSession
-from sessions_sched.scheduler import SessionCollision, ensure_window, ensure_windows, next_session_slots
+from sessions_sched.scheduler import ensure_window, ensure_windows, next_session_slots
 from tests.factories import AllocationFactory, TrainerFactory
 from tests.sessions_sched.test_handlers import allocated
 from workers.errors import PermanentError
@@ -26,7 +26,7 @@ def test_batch_fills_every_window_to_seven_in_a_few_queries():
     events = [allocated(a) for a in allocations] + [allocated(allocations[2])]  # a duplicate in the batch
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         handle_trainer_allocated_batch(events)
-    assert len(queries) <= 8
+    assert len(queries) <= 10  # a constant handful for 21 events, not a round per event
     now = timezone.now()
     for allocation in allocations:
         sessions = TrainingSession.objects.filter(allocation=allocation, starts_at__gt=now)
@@ -40,7 +40,7 @@ def test_batch_fills_every_window_to_seven_in_a_few_queries():
     assert {row.event_type for row in OutboxEvent.objects.all()} == {SESSIONS_SCHEDULED}
 
 
-def test_a_trainer_collision_raises_so_one_at_a_time_can_take_later_dates():
+def test_a_trainer_collision_takes_a_later_date_within_the_batch():
     trainer = TrainerFactory()
     first = AllocationFactory(trainer=trainer, slot_time=slot_time(0))
     second = AllocationFactory(trainer=trainer, slot_time=slot_time(1))
@@ -49,10 +49,10 @@ def test_a_trainer_collision_raises_so_one_at_a_time_can_take_later_dates():
     # the trainer is already booked (by another allocation) at the instant of `first`'s next session
     TrainingSession.objects.create(allocation=second, trainer=trainer, scheduled_date=day,
                                    scheduled_time=datetime.time(23, 59), starts_at=starts_at)
-    with pytest.raises(SessionCollision), transaction.atomic():
-        ensure_windows([first.pk], now)
-    # one at a time, the window takes a later date instead
-    assert ensure_window(first, now=now) == 7
+    with transaction.atomic():
+        assert ensure_windows([first.pk], now) == {first.pk: 7}
+    sessions = TrainingSession.objects.filter(allocation=first)
+    assert sessions.count() == 7 and starts_at not in {s.starts_at for s in sessions}
 
 
 def test_a_mismatched_allocation_fails_the_batch():
