@@ -7,8 +7,8 @@ Auth: `Authorization: Bearer <ALLOCATION_API_TOKEN>`.
 Single answers: 201 created / 200 existing with the allocation; 409 {"error": "no trainer with capacity",
 "reason"}; 422 unknown student or course; 400 bad body {"errors": {field: msg}}; 401 bad token.
 The batch answers 200 {"results": [{"status": <the code the single endpoint would give>, "body": <its body>}]}
-in request order. Each item runs in its own transaction, so one bad item does not affect the others and no
-trainer lock is held longer than one item.
+in request order. Invalid items are answered 400 on their own; the valid ones are allocated together by
+`allocate_many` (one transaction per course), so a bad item never affects the others.
 """
 from __future__ import annotations
 
@@ -24,7 +24,14 @@ from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from allocations.models import TrainerAllocation
-from allocations.services import NoCapacity, UnknownCourse, UnknownStudent, allocate
+from allocations.services import (
+    AllocationError,
+    NoCapacity,
+    UnknownCourse,
+    UnknownStudent,
+    allocate,
+    allocate_many,
+)
 
 MAX_BATCH = 500
 
@@ -56,23 +63,51 @@ def allocation_body(allocation: TrainerAllocation, created: bool) -> dict[str, A
     }
 
 
-def process(raw: Any) -> tuple[int, dict[str, Any]]:
-    """One allocation request (already parsed JSON) -> (HTTP status, body)."""
+def validate(raw: Any) -> AllocationRequest | tuple[int, dict[str, Any]]:
+    """A parsed request, or the (400, body) answer for it."""
     if not isinstance(raw, dict):
         return 400, {"errors": {"body": "each request must be a JSON object"}}
     try:
-        req = AllocationRequest.model_validate(raw)
+        return AllocationRequest.model_validate(raw)
     except ValidationError as exc:
         return 400, {"errors": _field_errors(exc)}
-    try:
-        allocation, created = allocate(req.student_id, req.course_id, req.correlation_id)
-    except NoCapacity as exc:
-        return 409, {"error": "no trainer with capacity", "reason": exc.reason}
-    except UnknownStudent:
+
+
+def answer(req: AllocationRequest, outcome: tuple[TrainerAllocation, bool] | AllocationError) -> tuple[int, dict]:
+    """(HTTP status, body) for the outcome of one request."""
+    if isinstance(outcome, NoCapacity):
+        return 409, {"error": "no trainer with capacity", "reason": outcome.reason}
+    if isinstance(outcome, UnknownStudent):
         return 422, {"error": "unknown student", "student_id": req.student_id}
-    except UnknownCourse:
+    if isinstance(outcome, UnknownCourse):
         return 422, {"error": "unknown course", "course_id": req.course_id}
+    allocation, created = outcome
     return (201 if created else 200), allocation_body(allocation, created)
+
+
+def process(raw: Any) -> tuple[int, dict[str, Any]]:
+    """One allocation request (already parsed JSON) -> (HTTP status, body)."""
+    req = validate(raw)
+    if not isinstance(req, AllocationRequest):
+        return req
+    try:
+        outcome: tuple[TrainerAllocation, bool] | AllocationError = allocate(
+            req.student_id, req.course_id, req.correlation_id
+        )
+    except AllocationError as exc:
+        outcome = exc
+    return answer(req, outcome)
+
+
+def process_many(items: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+    """A batch: invalid items answered 400, the valid ones allocated together (`allocate_many`)."""
+    parsed = [validate(item) for item in items]
+    valid = [(i, req) for i, req in enumerate(parsed) if isinstance(req, AllocationRequest)]
+    outcomes = allocate_many([(req.student_id, req.course_id, req.correlation_id) for _, req in valid])
+    answers: list[Any] = list(parsed)
+    for (i, req), outcome in zip(valid, outcomes):
+        answers[i] = answer(req, outcome)
+    return answers
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -120,8 +155,5 @@ def allocate_batch(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"errors": {"requests": "a non-empty list is required"}}, status=400)
     if len(items) > MAX_BATCH:
         return JsonResponse({"errors": {"requests": f"at most {MAX_BATCH} requests per batch"}}, status=400)
-    results = []
-    for item in items:
-        status, body = process(item)
-        results.append({"status": status, "body": body})
+    results = [{"status": status, "body": body} for status, body in process_many(items)]
     return JsonResponse({"results": results}, status=200)

@@ -11,11 +11,12 @@ allocation; one on (trainer, slot) means someone wrote without the lock, and we 
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import uuid
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from allocations.models import WEEKDAYS, Trainer, TrainerAllocation, slot_time
@@ -148,3 +149,122 @@ def allocate(
                 raise
             log.info("allocation conflict, trying again", extra={"constraint": name, "student_id": student_id})
     raise NoCapacity(f"could not take a free slot for course {course_id} after several tries (contention)")
+
+
+AllocationOutcome = tuple[TrainerAllocation, bool] | AllocationError
+
+
+def allocate_many(requests: list[tuple[int, int, uuid.UUID | None]]) -> list[AllocationOutcome]:
+    """`allocate()` for a batch, in a handful of queries per course instead of a round per request.
+
+    Existing allocations, students and courses are read once. Per course, trainer loads are read once, the
+    requests are spread least-loaded-first in memory, the chosen trainers are locked in id order (no deadlock
+    with each other or with `allocate()`, which holds one trainer at a time), their slots are re-read under the
+    locks, and all new allocations go in one INSERT. Requests that do not fit (trainers filled up meanwhile)
+    and duplicates within the batch go through `allocate()` one by one. Returns, per request in order,
+    (allocation, created) or the AllocationError.
+    """
+    results: list[AllocationOutcome | None] = [None] * len(requests)
+    students = set(Student.objects.filter(pk__in={s for s, _, _ in requests}).values_list("pk", flat=True))
+    courses = set(Course.objects.filter(pk__in={c for _, c, _ in requests}).values_list("pk", flat=True))
+    existing = {
+        (a.student_id, a.course_id): a
+        for a in TrainerAllocation.objects.filter(
+            status__in=HOLDING, student_id__in=students, course_id__in=courses
+        )
+    }
+    by_course: dict[int, list[int]] = {}
+    seen: set[tuple[int, int]] = set()
+    leftovers: list[int] = []
+    for i, (student_id, course_id, _) in enumerate(requests):
+        if (student_id, course_id) in existing:
+            results[i] = (existing[(student_id, course_id)], False)
+        elif student_id not in students:
+            results[i] = UnknownStudent(f"unknown student {student_id}")
+        elif course_id not in courses:
+            results[i] = UnknownCourse(f"unknown course {course_id}")
+        elif (student_id, course_id) in seen:
+            leftovers.append(i)  # the same request twice: answered by allocate(), which finds the first
+        else:
+            seen.add((student_id, course_id))
+            by_course.setdefault(course_id, []).append(i)
+    for course_id, indexes in by_course.items():
+        placed = _allocate_course(course_id, [(i, requests[i]) for i in indexes])
+        for i in indexes:
+            if i in placed:
+                results[i] = placed[i]
+            else:
+                leftovers.append(i)
+    for i in sorted(leftovers):
+        try:
+            results[i] = allocate(*requests[i])
+        except AllocationError as exc:
+            results[i] = exc
+    return results  # type: ignore[return-value]
+
+
+def _allocate_course(
+    course_id: int, items: list[tuple[int, tuple[int, int, uuid.UUID | None]]]
+) -> dict[int, tuple[TrainerAllocation, bool]]:
+    """One course's share of `allocate_many`, in one transaction. Returns index -> (allocation, created)."""
+    with transaction.atomic():
+        loads = list(
+            Trainer.objects.filter(is_active=True, courses__id=course_id)
+            .annotate(load=Count("allocations", filter=Q(allocations__status__in=HOLDING)))
+            .filter(load__lt=F("capacity"))
+            .order_by("load", "id")
+            .values_list("pk", "capacity", "load")
+        )
+        heap = [(load, pk, capacity) for pk, capacity, load in loads]
+        heapq.heapify(heap)
+        chosen: set[int] = set()
+        for _ in items:
+            if not heap:
+                break
+            load, pk, capacity = heapq.heappop(heap)
+            chosen.add(pk)
+            if load + 1 < capacity:
+                heapq.heappush(heap, (load + 1, pk, capacity))
+        if not chosen:
+            return {}
+        capacity = dict(
+            Trainer.objects.select_for_update(no_key=True)
+            .filter(pk__in=chosen, is_active=True)
+            .order_by("pk")
+            .values_list("pk", "capacity")
+        )
+        used: dict[int, set] = {pk: set() for pk in capacity}
+        for trainer_id, at in TrainerAllocation.objects.filter(
+            trainer_id__in=capacity, status__in=HOLDING
+        ).values_list("trainer_id", "slot_time"):
+            used[trainer_id].add(at)
+        free = [(len(used[pk]), pk) for pk in capacity if len(used[pk]) < capacity[pk]]
+        heapq.heapify(free)
+        planned: dict[int, TrainerAllocation] = {}
+        for i, (student_id, _, correlation_id) in items:
+            if not free:
+                break
+            load, pk = heapq.heappop(free)
+            index = next(n for n in range(capacity[pk]) if slot_time(n) not in used[pk])
+            used[pk].add(slot_time(index))
+            planned[i] = TrainerAllocation(
+                student_id=student_id, course_id=course_id, trainer_id=pk, status=TrainerAllocation.Status.ACTIVE,
+                slot_time=slot_time(index), slot_weekdays=list(WEEKDAYS), correlation_id=correlation_id,
+            )
+            if load + 1 < capacity[pk]:
+                heapq.heappush(free, (load + 1, pk))
+        # a concurrent allocate() of the same student and course wins the partial unique index: that row is then
+        # found below with another trainer or slot, and answered as existing
+        TrainerAllocation.objects.bulk_create(list(planned.values()), ignore_conflicts=True)
+        found = {
+            a.student_id: a
+            for a in TrainerAllocation.objects.filter(
+                status__in=HOLDING, course_id=course_id, student_id__in=[a.student_id for a in planned.values()]
+            )
+        }
+    placed = {}
+    for i, mine in planned.items():
+        row = found.get(mine.student_id)
+        if row is not None:
+            placed[i] = (row, (row.trainer_id, row.slot_time) == (mine.trainer_id, mine.slot_time))
+    return placed
