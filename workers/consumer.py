@@ -29,6 +29,9 @@ from workers.stage import Stage
 
 log = logging.getLogger(__name__)
 GAUGE_EVERY_SECONDS = 5.0
+# Due retries and the outbox's "sent" marks are looked at this often, not on every poll: each look is a query,
+# which would otherwise cost more than handling a single event.
+CHORES_EVERY_SECONDS = 0.25
 
 
 def _source(msg: Message) -> SourceMessage:
@@ -64,6 +67,7 @@ class StageConsumer:
         self._paused = False
         self._infra_failures = 0
         self._gauges_at = 0.0
+        self._chores_at = 0.0
         self.consumer.subscribe(stage.topic_names())
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -98,8 +102,11 @@ class StageConsumer:
             sources.append(_source(msg))
         if sources and self._process(sources):
             self._commit(sources)
-        self._retries()
-        self._housekeeping()
+        now = time.monotonic()
+        if now - self._chores_at >= CHORES_EVERY_SECONDS or self.breaker.wants_probe:
+            self._chores_at = now
+            self._retries()
+            self._housekeeping()
         return len(sources)
 
     def _process(self, sources: list[SourceMessage]) -> bool:
