@@ -33,14 +33,19 @@ def sessions_events(n: int) -> list:
     from enrollment.events import TRAINER_ALLOCATED, build_event
 
     pairs = _seed_pairs(n)
-    trainers = list(Trainer.objects.order_by("-pk").values_list("pk", flat=True)[: len(pairs) // 10 + 1])
-    allocations = TrainerAllocation.objects.bulk_create(
-        [TrainerAllocation(student_id=s, course_id=c, trainer_id=trainers[i // MAX_TRAINER_CAPACITY],
-                           slot_time=slot_time(i % MAX_TRAINER_CAPACITY), slot_weekdays=[0, 1, 2, 3, 4],
-                           correlation_id=uuid.uuid4())
-         for i, (s, c) in enumerate(pairs)],
-        batch_size=2000,
-    )
+    teachers: dict[int, list[int]] = {}  # course -> its trainers (as the allocation API would pick them)
+    for trainer_id, course_id in Trainer.courses.through.objects.filter(
+        course_id__in={c for _, c in pairs}
+    ).order_by("trainer_id").values_list("trainer_id", "course_id"):
+        teachers.setdefault(course_id, []).append(trainer_id)
+    taken: dict[int, int] = {}
+    rows = []
+    for s, c in pairs:
+        k = taken[c] = taken.get(c, -1) + 1
+        rows.append(TrainerAllocation(student_id=s, course_id=c, trainer_id=teachers[c][k // MAX_TRAINER_CAPACITY],
+                                      slot_time=slot_time(k % MAX_TRAINER_CAPACITY), slot_weekdays=[0, 1, 2, 3, 4],
+                                      correlation_id=uuid.uuid4()))
+    allocations = TrainerAllocation.objects.bulk_create(rows, batch_size=2000)
     return [build_event(TRAINER_ALLOCATED, {"allocation_id": a.pk, "trainer_id": a.trainer_id,
                                             "student_id": a.student_id, "course_id": a.course_id},
                         correlation_id=a.correlation_id) for a in allocations]

@@ -8,19 +8,23 @@ from enrollment.models import Course, Student
 
 
 def seed_catalog(payments: int, courses: int) -> list[tuple[int, int]]:
-    """Courses in several time zones, trainers (capacity 10, every course) for all with 20% spare, students.
+    """Courses in several time zones, trainers (capacity 10) for all with 20% spare, students. Each trainer
+    teaches the courses of one time zone: a trainer's hourly slots are local times, and two courses in different
+    zones could put two of its sessions at the same instant (the scheduler then has to look further ahead).
     Returns (student_id, course_id) for each payment to send."""
     zones = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC"]
     made = Course.objects.bulk_create(
         [Course(title=f"Course {i + 1}", time_zone=zones[i % len(zones)], price="49.00", currency="EUR")
          for i in range(courses)]
     )
-    trainer_count = max(1, -(-payments * 12 // 10 // MAX_TRAINER_CAPACITY))
+    per_course = -(-payments // courses)  # ceiling divisions: room for everyone, plus 20%
+    trainers_per_course = max(1, -(-per_course * 12 // (10 * MAX_TRAINER_CAPACITY)))
     trainers = Trainer.objects.bulk_create(
-        [Trainer(name=f"Trainer {i + 1}", capacity=MAX_TRAINER_CAPACITY) for i in range(trainer_count)]
+        [Trainer(name=f"Trainer {i + 1}", capacity=MAX_TRAINER_CAPACITY) for i in range(courses * trainers_per_course)]
     )
     Trainer.courses.through.objects.bulk_create(
-        [Trainer.courses.through(trainer_id=t.pk, course_id=c.pk) for t in trainers for c in made]
+        [Trainer.courses.through(trainer_id=t.pk, course_id=made[i // trainers_per_course % len(made)].pk)
+         for i, t in enumerate(trainers)]
     )
     run = uuid.uuid4().hex[:8]  # several seedings may share a database (benchmarks)
     students = Student.objects.bulk_create(
