@@ -18,13 +18,12 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from enrollment.events import PURCHASE_CONFIRMED
-from enrollment.models import Course, Student
 from purchases.models import Payment
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 from workers.outbox import emit
@@ -94,6 +93,20 @@ def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
     )
 
 
+LOOKUPS_SQL = (
+    "SELECT (SELECT id FROM payments WHERE provider_payment_id = %s),"
+    " EXISTS (SELECT 1 FROM students WHERE id = %s), EXISTS (SELECT 1 FROM courses WHERE id = %s)"
+)
+
+
+def _lookups(confirmation: PaymentConfirmation) -> tuple[int | None, bool, bool]:
+    """(existing payment id, student exists, course exists) in one round trip: this is the hot path."""
+    with connection.cursor() as cursor:
+        cursor.execute(LOOKUPS_SQL, [confirmation.provider_payment_id, confirmation.student_id,
+                                     confirmation.course_id])
+        return cursor.fetchone()
+
+
 @csrf_exempt
 def payment_confirmation(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
@@ -131,12 +144,12 @@ def payment_confirmation(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"errors": _field_errors(exc)}, status=400)
     digest = confirmation.content_sha256()
 
-    existing = Payment.objects.filter(provider_payment_id=confirmation.provider_payment_id).first()
-    if existing is not None:
-        return _answer_existing(existing, digest)
-    if not Student.objects.filter(pk=confirmation.student_id).exists():
+    payment_id, student_known, course_known = _lookups(confirmation)
+    if payment_id is not None:
+        return _answer_existing(Payment.objects.get(pk=payment_id), digest)
+    if not student_known:
         return _error(422, "unknown student", student_id=confirmation.student_id)
-    if not Course.objects.filter(pk=confirmation.course_id).exists():
+    if not course_known:
         return _error(422, "unknown course", course_id=confirmation.course_id)
 
     try:
