@@ -38,6 +38,7 @@ def invariants(n: int, expected_dead_letters: int = 0) -> dict[str, bool]:
             "SELECT count(*) FROM (SELECT student_id, course_id FROM trainer_allocations"
             " GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
         checks["every purchase has an allocation"] = one("SELECT count(*) FROM trainer_allocations") == n
+        checks["exactly 7 sessions per payment in all"] = one("SELECT count(*) FROM training_sessions") == 7 * n
         checks["no duplicate session"] = one(
             "SELECT count(*) FROM (SELECT allocation_id, scheduled_date, scheduled_time FROM training_sessions"
             " GROUP BY 1, 2, 3 HAVING count(*) > 1) d") == 0
