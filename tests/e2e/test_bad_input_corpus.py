@@ -28,7 +28,7 @@ from purchases.models import Payment, StudentCoursePurchase
 from purchases.signing import sign
 from sessions_sched.models import TrainingSession
 from tests.e2e.corpus import CASE_HEADER, TOPIC_TYPES, Case, Seed, corpus, duplicate
-from tests.e2e.harness import STAGE_GROUPS, Pipeline, group_lag, wait_until
+from tests.e2e.harness import STAGE_GROUPS, group_lag, wait_until
 from tests.factories import (
     AllocationFactory, CourseFactory, PaymentFactory, PurchaseFactory, StudentFactory, TrainerFactory,
 )
@@ -51,15 +51,6 @@ WINDOW = 7
 BUDGET_SECONDS = 90
 
 
-@pytest.fixture
-def pipeline(topic_prefix, settings, tmp_path):
-    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": topic_prefix}}
-    running = Pipeline(tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
 
 
 def _produce(messages: list[tuple[str, bytes | None, bytes | None, list]]) -> None:

@@ -13,7 +13,7 @@ from allocations.models import TrainerAllocation
 from purchases.models import Payment, StudentCoursePurchase
 from purchases.signing import sign
 from sessions_sched.models import TrainingSession
-from tests.e2e.harness import STAGE_GROUPS, Pipeline, group_lag, rewind_groups_to_start, wait_until
+from tests.e2e.harness import STAGE_GROUPS, group_lag, rewind_groups_to_start, wait_until
 from tests.factories import CourseFactory, StudentFactory, TrainerFactory
 from workers.models import OutboxEvent, ProcessedEvent
 
@@ -21,15 +21,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 CONSUMERS = ["relay", "purchases", "allocations", "sessions", "cache", "dead_letters"]
 
 
-@pytest.fixture
-def pipeline(topic_prefix, settings, tmp_path):
-    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": topic_prefix}}
-    running = Pipeline(tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
 
 
 def _post_payment(pipeline, body: dict) -> requests.Response:

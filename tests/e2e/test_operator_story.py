@@ -14,21 +14,13 @@ from django.contrib.auth.models import User
 from allocations.models import Trainer, TrainerAllocation
 from purchases.signing import sign
 from sessions_sched.models import TrainingSession
-from tests.e2e.harness import Pipeline, wait_until
+from tests.e2e.harness import wait_until
 from tests.factories import CourseFactory, StudentFactory
 from workers.models import DeadLetter, DeadLetterAction
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def pipeline(topic_prefix, tmp_path):
-    running = Pipeline(tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
 
 
 def _csrf(session: requests.Session, url: str) -> str:
