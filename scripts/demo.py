@@ -39,7 +39,10 @@ def parse_args() -> argparse.Namespace:
 def fresh_database(name: str) -> str:
     import psycopg
 
-    base = os.environ.get("DEMO_ADMIN_URL", "postgres://postgres@127.0.0.1:15432/postgres")
+    # the maintenance database of the server DATABASE_URL points at (the local stack by default)
+    base = os.environ.get("DEMO_ADMIN_URL") or (
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:15432/enrollment").rsplit("/", 1)[0] + "/postgres"
+    )
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
