@@ -24,6 +24,7 @@ BREAKER_TRANSITIONS = Counter("pipeline_circuit_transitions_total", "Breaker sta
 CACHE_FAILURES = Counter("pipeline_cache_invalidation_failures_total", "Cache deletes that failed (acknowledged)")
 OUTBOX_SENT = Counter("pipeline_outbox_sent_total", "Outbox rows confirmed by the broker")
 OUTBOX_PUBLISH_FAILED = Counter("pipeline_outbox_publish_failed_total", "Outbox deliveries that failed")
+DEAD_LETTERS_STORED = Counter("pipeline_dead_letters_stored_total", "DLQ messages stored as DeadLetter rows")
 LAST_POLL = Gauge("pipeline_last_poll_timestamp_seconds", "When the consumer last polled", ["stage"])
 
 _served = False

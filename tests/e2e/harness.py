@@ -66,7 +66,7 @@ class Pipeline:
             "ALLOCATION_API_TIMEOUT_SECONDS": "5",
             "WORKER_BATCH_WAIT_SECONDS": "0.05",
             "LOG_LEVEL": "INFO",
-            **{f"{name.upper()}_METRICS_PORT": "0" for name in ("relay", *STAGE_GROUPS)},
+            **{f"{name.upper()}_METRICS_PORT": "0" for name in ("relay", "dead_letters", *STAGE_GROUPS)},
             **extra_env,
         }
         self.log_dir = log_dir
