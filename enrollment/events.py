@@ -230,3 +230,14 @@ def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
         causation_id=envelope.causation_id,
         payload=payload,
     )
+
+
+def misplaced(event: Event, topic_name: str) -> InvalidEvent | None:
+    """Each event type belongs on exactly one topic (TOPIC_BY_EVENT_TYPE). A valid event of another type on a
+    pipeline topic (e.g. TRAINER_ALLOCATED on purchase-confirmed) is invalid there: a handler written for another
+    payload would crash on it, or worse, act on the fields the payloads share (student_id, course_id).
+    Returns the error to dead-letter it with, or None when the event is where it belongs."""
+    expected = topic_for_event_type(event.event_type)
+    if topic_name == expected or topic_name not in {topic(name) for name in TOPIC_BY_EVENT_TYPE.values()}:
+        return None
+    return InvalidEvent(f"event type {event.event_type} does not belong on topic {topic_name} (its topic is {expected})")

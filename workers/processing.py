@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from django.db import connection, transaction
 from django.utils import timezone
 
-from enrollment.events import TOPIC_BY_EVENT_TYPE, Event, InvalidEvent, decode, topic, topic_for_event_type
+from enrollment.events import Event, InvalidEvent, decode, misplaced
 from workers import metrics
 from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
 from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage, decode_headers, encode_headers
@@ -50,18 +50,6 @@ def _error_parts(exc: BaseException) -> tuple[str, str, str]:
     return cls, str(exc) or cls, "".join(traceback.format_exception(exc))
 
 
-def _wrong_topic(event: Event, topic_name: str) -> InvalidEvent | None:
-    """Each event type belongs on exactly one topic (TOPIC_BY_EVENT_TYPE). A valid event of another type on a
-    pipeline topic (e.g. TRAINER_ALLOCATED on purchase-confirmed) is invalid there: a handler written for another
-    payload would crash on it, or worse, act on the fields the payloads share (student_id, course_id)."""
-    expected = topic_for_event_type(event.event_type)
-    if topic_name == expected or topic_name not in {topic(name) for name in TOPIC_BY_EVENT_TYPE.values()}:
-        return None
-    return InvalidEvent(
-        f"event type {event.event_type} does not belong on topic {topic_name} (its topic is {expected})"
-    )
-
-
 class Processor:
     def __init__(
         self, stage: Stage, *, backoff: Backoff, breaker: CircuitBreaker, dead_letters: DeadLetterPublisher
@@ -82,9 +70,9 @@ class Processor:
             except InvalidEvent as exc:
                 invalid.append(self._record(source, None, exc, attempts=0, reason="invalid"))
                 continue
-            misplaced = _wrong_topic(event, source.topic)
-            if misplaced is not None:  # a valid event, but not for this topic's handler: never run it
-                invalid.append(self._record(source, event, misplaced, attempts=0, reason="invalid"))
+            wrong_topic = misplaced(event, source.topic)
+            if wrong_topic is not None:  # a valid event, but not for this topic's handler: never run it
+                invalid.append(self._record(source, event, wrong_topic, attempts=0, reason="invalid"))
                 continue
             if event.event_id not in seen:  # the same event twice in one batch: handle it once
                 seen.add(event.event_id)
