@@ -130,10 +130,15 @@ def _profile(pid: int, out: Path) -> subprocess.Popen:
     )
 
 
+VEGETA = ROOT / "var" / "bin" / "vegeta"
+
+
 def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: int = 15) -> dict:
-    """Open-loop load on the gunicorn web app: `rate` signed confirmations per second for `seconds`; latency is
-    measured from each request's scheduled send time (no coordinated omission)."""
-    import requests
+    """Open-loop load on the gunicorn web app: `rate` signed confirmations per second for `seconds`.
+
+    With vegeta (Go, installed by `make bench` under var/bin) the generator costs little CPU next to the app on
+    the same two cores; without it, a Python thread pool does the same (latency from each request's scheduled
+    send time, so no coordinated omission), at a higher CPU cost that the app then competes with."""
     from django.conf import settings
 
     from enrollment.seed import seed_catalog
@@ -146,10 +151,45 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     now = datetime.datetime.now(datetime.UTC).isoformat()
     bodies = [json.dumps({"provider_payment_id": f"load_{uuid.uuid4().hex}", "student_id": s, "course_id": c,
                           "amount": "49.00", "currency": "EUR", "confirmed_at": now}).encode() for s, c in pairs]
-    procs = Processes({**env, "KAFKA_TOPIC_PREFIX": prefix, "WEB_WORKERS": "2"}, log_dir)
+    requests_ = [(body, {"Content-Type": "application/json", **sign(body, settings.PAYMENT_WEBHOOK_SECRET)})
+                 for body in bodies]
+    procs = Processes({"WEB_WORKERS": "2", **env, "KAFKA_TOPIC_PREFIX": prefix}, log_dir)
     procs.start("web")
-    url = env["ADMIN_SERVICE_URL"]
-    wait_for_web(url)
+    url = env["ADMIN_SERVICE_URL"] + "/api/payments/confirmations"
+    wait_for_web(env["ADMIN_SERVICE_URL"])
+    try:
+        if VEGETA.exists():
+            result = _vegeta(url, requests_, rate, seconds, log_dir)
+        else:
+            result = _python_load(url, requests_, rate)
+    finally:
+        procs.stop()
+    return {"rate": rate, "requests": total, **result}
+
+
+def _vegeta(url: str, requests_: list, rate: int, seconds: int, log_dir: Path) -> dict:
+    import base64
+
+    targets = log_dir / "webhook-targets.jsonl"
+    with open(targets, "w") as out:
+        for body, headers in requests_:
+            out.write(json.dumps({"method": "POST", "url": url, "body": base64.b64encode(body).decode(),
+                                  "header": {k: [v] for k, v in headers.items()}}) + "\n")
+    attack = subprocess.run([str(VEGETA), "attack", "-format=json", f"-targets={targets}", f"-rate={rate}/s",
+                             f"-duration={seconds}s", "-timeout=10s", "-max-workers=64"],
+                            capture_output=True, check=True)
+    report = json.loads(subprocess.run([str(VEGETA), "report", "-type=json"], input=attack.stdout,
+                                       capture_output=True, check=True).stdout)
+    ms = {k: round(v / 1e6, 2) for k, v in report["latencies"].items()}
+    codes = report.get("status_codes", {})
+    return {"generator": "vegeta", "achieved_per_second": round(report["throughput"], 1), "p50_ms": ms["50th"],
+            "p95_ms": ms["95th"], "p99_ms": ms["99th"], "max_ms": ms["max"],
+            "status_202": codes.get("202", 0), "other_status": sum(v for k, v in codes.items() if k != "202")}
+
+
+def _python_load(url: str, requests_: list, rate: int) -> dict:
+    import requests
+
     local = threading.local()
     latencies: list[float] = []
     statuses: list[int] = []
@@ -163,23 +203,20 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
             time.sleep(delay)
         session = getattr(local, "s", None) or requests.Session()
         local.s = session
-        headers = {"Content-Type": "application/json", **sign(bodies[i], settings.PAYMENT_WEBHOOK_SECRET)}
-        response = session.post(url + "/api/payments/confirmations", data=bodies[i], headers=headers, timeout=10)
+        body, headers = requests_[i]
+        response = session.post(url, data=body, headers=headers, timeout=10)
         with lock:
             latencies.append(time.perf_counter() - due)
             statuses.append(response.status_code)
 
-    try:
-        with ThreadPoolExecutor(32) as pool:
-            list(pool.map(send, range(total)))
-        elapsed = time.perf_counter() - start
-    finally:
-        procs.stop()
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(send, range(len(requests_))))
+    elapsed = time.perf_counter() - start
     latencies.sort()
 
     def pct(q: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
 
-    return {"rate": rate, "requests": total, "achieved_per_second": round(total / elapsed, 1),
+    return {"generator": "python threads", "achieved_per_second": round(len(requests_) / elapsed, 1),
             "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1.0),
             "status_202": statuses.count(202), "other_status": len(statuses) - statuses.count(202)}

@@ -58,7 +58,8 @@ def write_markdown(r: dict, path: Path) -> None:
         f"({e2e['seconds']} s to the last session and cache invalidation) | 1,000/s | "
         f"Kafka consume {k['consume_per_second']:,}/s, produce {k['produce_per_second']:,}/s; "
         f"pgbench single-row INSERT {pg['insert_tps']:,} tps |",
-        f"| webhook at {web['rate']} req/s ({web['requests']} requests, gunicorn 2 workers x 4 threads) | "
+        f"| webhook at {web['rate']} req/s ({web['requests']} requests from {web.get('generator', 'python threads')}, "
+        "gunicorn 2 workers x 4 threads) | "
         f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms** "
         f"({web['status_202']} answered 202) | p99 < 25 ms | — |",
         "",
