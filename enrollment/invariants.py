@@ -6,14 +6,10 @@ from django.db import connection
 
 from enrollment.events import topic
 from enrollment.kafka import group_lag
+from enrollment.stages import ALL_STAGES
 from workers.models import OutboxEvent
 
-STAGE_GROUPS = {
-    "purchase-creation-workers": ["purchase-confirmed"],
-    "trainer-allocation-workers": ["purchase-created"],
-    "session-scheduling-workers": ["trainer-allocated"],
-    "cache-invalidation-workers": ["purchase-created", "trainer-allocated", "sessions-scheduled"],
-}
+STAGE_GROUPS = {stage.group_id: list(stage.topics) for stage in ALL_STAGES}
 
 
 def total_lag() -> int:

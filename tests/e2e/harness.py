@@ -19,15 +19,12 @@ from django.db import connection
 
 from enrollment.events import topic
 from enrollment.kafka import admin_client
+from enrollment.stages import ALL_STAGES
 from enrollment.kafka import group_lag as kafka_group_lag
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGE_GROUPS = {
-    "purchases": ("purchase-creation-workers", ["purchase-confirmed"]),
-    "allocations": ("trainer-allocation-workers", ["purchase-created"]),
-    "sessions": ("session-scheduling-workers", ["trainer-allocated"]),
-    "cache": ("cache-invalidation-workers", ["purchase-created", "trainer-allocated", "sessions-scheduled"]),
-}
+# stage name -> (its consumer group, its topics)
+STAGE_GROUPS = {stage.name: (stage.group_id, list(stage.topics)) for stage in ALL_STAGES}
 
 
 def procfile() -> dict[str, str]:
