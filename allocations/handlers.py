@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from allocations.client import AllocationRequest, AllocationResult, close_client, get_client
 from enrollment.events import TRAINER_ALLOCATED, Event
 from workers.errors import PermanentError, TransientError
-from workers.outbox import emit
+from workers.outbox import Emission, emit_many
 from workers.stage import Stage
 
 
-def _emit_allocated(event: Event, result: AllocationResult) -> None:
-    emit(
+def _allocated(event: Event, result: AllocationResult) -> Emission:
+    return Emission(
         TRAINER_ALLOCATED,
         {
             "allocation_id": result.allocation_id,
@@ -33,7 +33,7 @@ def _emit_allocated(event: Event, result: AllocationResult) -> None:
 def handle_purchase_created(event: Event) -> None:
     p = event.payload
     result = get_client().allocate(p.student_id, p.course_id, event.correlation_id)
-    _emit_allocated(event, result)
+    emit_many([_allocated(event, result)])
 
 
 def handle_purchase_created_batch(events: Sequence[Event]) -> None:
@@ -49,8 +49,7 @@ def handle_purchase_created_batch(events: Sequence[Event]) -> None:
         if any(isinstance(f, TransientError) for f in failures):
             raise TransientError(summary)
         raise PermanentError(summary)
-    for event, result in zip(events, results):
-        _emit_allocated(event, result)
+    emit_many([_allocated(event, result) for event, result in zip(events, results)])
 
 
 STAGE = Stage(

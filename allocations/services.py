@@ -11,16 +11,18 @@ allocation; one on (trainer, slot) means someone wrote without the lock, and we 
 """
 from __future__ import annotations
 
+import datetime
 import heapq
 import logging
 import uuid
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from allocations.models import WEEKDAYS, Trainer, TrainerAllocation, slot_time
 from enrollment.models import Course, Student
+from workers.sql import fetch, unnest_insert
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +167,13 @@ def allocate_many(requests: list[tuple[int, int, uuid.UUID | None]]) -> list[All
     (allocation, created) or the AllocationError.
     """
     results: list[AllocationOutcome | None] = [None] * len(requests)
-    students = set(Student.objects.filter(pk__in={s for s, _, _ in requests}).values_list("pk", flat=True))
-    courses = set(Course.objects.filter(pk__in={c for _, c, _ in requests}).values_list("pk", flat=True))
-    existing = {
-        (a.student_id, a.course_id): a
-        for a in TrainerAllocation.objects.filter(
-            status__in=HOLDING, student_id__in=students, course_id__in=courses
-        )
-    }
+    students = {pk for (pk,) in fetch("SELECT id FROM students WHERE id = ANY(%s::bigint[])",
+                                      [list({s for s, _, _ in requests})])}
+    courses = {pk for (pk,) in fetch("SELECT id FROM courses WHERE id = ANY(%s::bigint[])",
+                                     [list({c for _, c, _ in requests})])}
+    held = [pk for (pk,) in fetch(HOLDING_FOR_PAIRS_SQL, [list(HOLDING), [s for s, _, _ in requests],
+                                                          [c for _, c, _ in requests]])]
+    existing = {(a.student_id, a.course_id): a for a in TrainerAllocation.objects.filter(pk__in=held)} if held else {}
     by_course: dict[int, list[int]] = {}
     seen: set[tuple[int, int]] = set()
     leftovers: list[int] = []
@@ -203,19 +204,35 @@ def allocate_many(requests: list[tuple[int, int, uuid.UUID | None]]) -> list[All
     return results  # type: ignore[return-value]
 
 
+HOLDING_FOR_PAIRS_SQL = """
+SELECT id FROM trainer_allocations
+WHERE status = ANY(%s::text[]) AND (student_id, course_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))
+"""
+# Active trainers of the course with a free slot, least loaded first.
+TRAINER_LOADS_SQL = """
+SELECT t.id, t.capacity, count(a.id) AS load
+FROM trainers t
+JOIN trainer_courses tc ON tc.trainer_id = t.id AND tc.course_id = %s
+LEFT JOIN trainer_allocations a ON a.trainer_id = t.id AND a.status = ANY(%s::text[])
+WHERE t.is_active
+GROUP BY t.id
+HAVING count(a.id) < t.capacity
+ORDER BY load, t.id
+"""
+LOCK_TRAINERS_SQL = """
+SELECT id, capacity FROM trainers WHERE id = ANY(%s::bigint[]) AND is_active ORDER BY id FOR NO KEY UPDATE
+"""
+USED_SLOTS_SQL = """
+SELECT trainer_id, slot_time FROM trainer_allocations WHERE trainer_id = ANY(%s::bigint[]) AND status = ANY(%s::text[])
+"""
+
+
 def _allocate_course(
     course_id: int, items: list[tuple[int, tuple[int, int, uuid.UUID | None]]]
 ) -> dict[int, tuple[TrainerAllocation, bool]]:
     """One course's share of `allocate_many`, in one transaction. Returns index -> (allocation, created)."""
     with transaction.atomic():
-        loads = list(
-            Trainer.objects.filter(is_active=True, courses__id=course_id)
-            .annotate(load=Count("allocations", filter=Q(allocations__status__in=HOLDING)))
-            .filter(load__lt=F("capacity"))
-            .order_by("load", "id")
-            .values_list("pk", "capacity", "load")
-        )
-        heap = [(load, pk, capacity) for pk, capacity, load in loads]
+        heap = [(load, pk, capacity) for pk, capacity, load in fetch(TRAINER_LOADS_SQL, [course_id, list(HOLDING)])]
         heapq.heapify(heap)
         chosen: set[int] = set()
         for _ in items:
@@ -227,44 +244,45 @@ def _allocate_course(
                 heapq.heappush(heap, (load + 1, pk, capacity))
         if not chosen:
             return {}
-        capacity = dict(
-            Trainer.objects.select_for_update(no_key=True)
-            .filter(pk__in=chosen, is_active=True)
-            .order_by("pk")
-            .values_list("pk", "capacity")
-        )
+        capacity = dict(fetch(LOCK_TRAINERS_SQL, [sorted(chosen)]))
         used: dict[int, set] = {pk: set() for pk in capacity}
-        for trainer_id, at in TrainerAllocation.objects.filter(
-            trainer_id__in=capacity, status__in=HOLDING
-        ).values_list("trainer_id", "slot_time"):
+        for trainer_id, at in fetch(USED_SLOTS_SQL, [list(capacity), list(HOLDING)]):
             used[trainer_id].add(at)
         free = [(len(used[pk]), pk) for pk in capacity if len(used[pk]) < capacity[pk]]
         heapq.heapify(free)
-        planned: dict[int, TrainerAllocation] = {}
+        planned: dict[int, tuple[int, int, datetime.time, uuid.UUID | None]] = {}
         for i, (student_id, _, correlation_id) in items:
             if not free:
                 break
             load, pk = heapq.heappop(free)
-            index = next(n for n in range(capacity[pk]) if slot_time(n) not in used[pk])
-            used[pk].add(slot_time(index))
-            planned[i] = TrainerAllocation(
-                student_id=student_id, course_id=course_id, trainer_id=pk, status=TrainerAllocation.Status.ACTIVE,
-                slot_time=slot_time(index), slot_weekdays=list(WEEKDAYS), correlation_id=correlation_id,
-            )
+            at = next(slot_time(n) for n in range(capacity[pk]) if slot_time(n) not in used[pk])
+            used[pk].add(at)
+            planned[i] = (student_id, pk, at, correlation_id)
             if load + 1 < capacity[pk]:
                 heapq.heappush(free, (load + 1, pk))
-        # a concurrent allocate() of the same student and course wins the partial unique index: that row is then
-        # found below with another trainer or slot, and answered as existing
-        TrainerAllocation.objects.bulk_create(list(planned.values()), ignore_conflicts=True)
-        found = {
-            a.student_id: a
-            for a in TrainerAllocation.objects.filter(
-                status__in=HOLDING, course_id=course_id, student_id__in=[a.student_id for a in planned.values()]
-            )
-        }
-    placed = {}
-    for i, mine in planned.items():
-        row = found.get(mine.student_id)
-        if row is not None:
-            placed[i] = (row, (row.trainer_id, row.slot_time) == (mine.trainer_id, mine.slot_time))
-    return placed
+        # One INSERT for the course (workers/sql.py says why not bulk_create). A concurrent allocate() of the same
+        # student and course wins the partial unique index: that row is not returned here, and the request is
+        # left to allocate(), which answers it as existing.
+        plans = list(planned.values())
+        inserted = unnest_insert(
+            "trainer_allocations",
+            {"student_id": "bigint", "course_id": "bigint", "trainer_id": "bigint", "slot_time": "time",
+             "correlation_id": "uuid"},
+            {"student_id": [p[0] for p in plans], "course_id": [course_id] * len(plans),
+             "trainer_id": [p[1] for p in plans], "slot_time": [p[2] for p in plans],
+             "correlation_id": [p[3] for p in plans]},
+            constants={"status": f"'{TrainerAllocation.Status.ACTIVE.value}'",
+                       "slot_weekdays": f"'{{{','.join(map(str, WEEKDAYS))}}}'::smallint[]",
+                       "created_at": "clock_timestamp()"},
+            on_conflict="ON CONFLICT DO NOTHING",
+            returning="id, student_id, trainer_id, slot_time, correlation_id, created_at",
+        )
+    by_student = {
+        student_id: TrainerAllocation(
+            pk=pk, student_id=student_id, course_id=course_id, trainer_id=trainer_id,
+            status=TrainerAllocation.Status.ACTIVE, slot_time=at, slot_weekdays=list(WEEKDAYS),
+            correlation_id=correlation_id, created_at=created_at,
+        )
+        for pk, student_id, trainer_id, at, correlation_id, created_at in inserted
+    }
+    return {i: (by_student[plan[0]], True) for i, plan in planned.items() if plan[0] in by_student}

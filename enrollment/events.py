@@ -187,12 +187,34 @@ def _reason(exc: ValidationError) -> str:
 
 
 def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
-    """Bytes from Kafka -> a validated Event, or InvalidEvent saying exactly what is wrong."""
+    """Bytes from Kafka -> a validated Event, or InvalidEvent saying exactly what is wrong.
+
+    Fast path: pydantic parses and validates the envelope straight from the bytes (its JSON parser is written
+    in Rust), about 3x cheaper than json.loads + validating the dict; valid events always take it. Anything it
+    refuses is decoded again step by step, which says precisely what is wrong and is the rule for what is valid
+    (the fast path accepts nothing the step-by-step path refuses)."""
     if value is None:
         raise InvalidEvent("message has no value (tombstone)")
     limit = max_bytes if max_bytes is not None else settings.KAFKA_MAX_MESSAGE_BYTES
     if len(value) > limit:
         raise InvalidEvent(f"message is {len(value)} bytes, over the {limit}-byte limit")
+    try:
+        envelope = _Envelope.model_validate_json(value)
+        payload = PAYLOAD_SCHEMAS[(envelope.event_type, envelope.version)].model_validate(envelope.payload)
+    except (ValidationError, KeyError):
+        return _decode_step_by_step(value)
+    return Event(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        version=envelope.version,
+        occurred_at=envelope.occurred_at,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+        payload=payload,
+    )
+
+
+def _decode_step_by_step(value: bytes) -> Event:
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -11,6 +11,7 @@ from enrollment.models import Course, Student
 from purchases.models import Payment, StudentCoursePurchase
 from workers.errors import PermanentError
 from workers.outbox import Emission, emit, emit_many
+from workers.sql import fetch, unnest_insert
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -73,20 +74,20 @@ def handle_purchase_confirmed_batch(events: Sequence[Event]) -> None:
     active purchases in one, new purchases in one INSERT (conflicts with the partial unique index ignored),
     their events in one outbox INSERT. Anything odd (unknown or mismatched payment) raises, and the framework
     re-runs the batch one event at a time, where `handle_purchase_confirmed` says precisely what is wrong."""
-    payments = Payment.objects.only("id", "student_id", "course_id").in_bulk([e.payload.payment_id for e in events])
+    payments = {pk: (student, course) for pk, student, course in fetch(
+        "SELECT id, student_id, course_id FROM payments WHERE id = ANY(%s::bigint[])",
+        [[e.payload.payment_id for e in events]],
+    )}
     for event in events:
         p = event.payload
-        payment = payments.get(p.payment_id)
-        if payment is None or (payment.student_id, payment.course_id) != (p.student_id, p.course_id):
+        if payments.get(p.payment_id) != (p.student_id, p.course_id):
             raise PermanentError(f"payment {p.payment_id} is unknown or does not match its event")
     pairs = {(e.payload.student_id, e.payload.course_id) for e in events}
-    existing = set(
-        StudentCoursePurchase.objects.filter(
-            is_active=True,
-            student_id__in={s for s, _ in pairs},
-            course_id__in={c for _, c in pairs},
-        ).values_list("student_id", "course_id")
-    )
+    existing = set(fetch(
+        "SELECT student_id, course_id FROM student_course_purchases WHERE is_active"
+        " AND (student_id, course_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))",
+        [[s for s, _ in pairs], [c for _, c in pairs]],
+    ))
     todo: dict[tuple[int, int], Event] = {}
     for event in events:  # the first event of a pair wins; a second payment for the same course is "done"
         pair = (event.payload.student_id, event.payload.course_id)
@@ -94,17 +95,16 @@ def handle_purchase_confirmed_batch(events: Sequence[Event]) -> None:
             todo[pair] = event
     if not todo:
         return
-    StudentCoursePurchase.objects.bulk_create(
-        [
-            StudentCoursePurchase(student_id=s, course_id=c, payment_id=e.payload.payment_id,
-                                  correlation_id=e.correlation_id)
-            for (s, c), e in todo.items()
-        ],
-        ignore_conflicts=True,  # a concurrent purchase of the same pair: done
+    created = unnest_insert(
+        "student_course_purchases",
+        {"student_id": "bigint", "course_id": "bigint", "payment_id": "bigint", "correlation_id": "uuid"},
+        {"student_id": [s for s, _ in todo], "course_id": [c for _, c in todo],
+         "payment_id": [e.payload.payment_id for e in todo.values()],
+         "correlation_id": [e.correlation_id for e in todo.values()]},
+        constants={"is_active": "true", "created_at": "clock_timestamp()"},
+        on_conflict="ON CONFLICT DO NOTHING",  # a concurrent purchase of the same pair: done
+        returning="id, payment_id, student_id, course_id",
     )
-    created = StudentCoursePurchase.objects.filter(
-        is_active=True, payment_id__in=[e.payload.payment_id for e in todo.values()]
-    ).values_list("id", "payment_id", "student_id", "course_id")
     by_payment = {e.payload.payment_id: e for e in todo.values()}
     emit_many(
         [

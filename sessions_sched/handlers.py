@@ -11,12 +11,12 @@ from enrollment.events import SESSIONS_SCHEDULED, Event
 from sessions_sched.scheduler import (
     WINDOW_SIZE,
     ensure_window,
-    ensure_windows,
+    fill_windows,
     future_session_count,
-    future_session_counts,
 )
 from workers.errors import PermanentError
 from workers.outbox import Emission, emit, emit_many
+from workers.sql import fetch
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -57,19 +57,15 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
     """The batch path: every allocation's window filled in a few queries (`ensure_windows`). Unknown or
     mismatched allocations raise, so the framework re-runs the batch one event at a time."""
     allocation_ids = {e.payload.allocation_id for e in events}
-    found = {
-        pk: (student, course)
-        for pk, student, course in TrainerAllocation.objects.filter(pk__in=allocation_ids).values_list(
-            "pk", "student_id", "course_id"
-        )
-    }
+    found = {pk: (student, course) for pk, student, course in fetch(
+        "SELECT id, student_id, course_id FROM trainer_allocations WHERE id = ANY(%s::bigint[])", [list(allocation_ids)]
+    )}
     for event in events:
         p = event.payload
         if found.get(p.allocation_id) != (p.student_id, p.course_id):
             raise PermanentError(f"allocation {p.allocation_id} is unknown or does not match its event")
     now = timezone.now()
-    created = ensure_windows(sorted(allocation_ids), now, WINDOW_SIZE)
-    future = future_session_counts(list(created), now)
+    filled = fill_windows(sorted(allocation_ids), now, WINDOW_SIZE)
     first_event = {}
     for event in events:
         first_event.setdefault(event.payload.allocation_id, event)
@@ -78,11 +74,11 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
             Emission(
                 SESSIONS_SCHEDULED,
                 {"allocation_id": pk, "student_id": found[pk][0], "course_id": found[pk][1],
-                 "sessions_created": n, "future_sessions": future[pk]},
+                 "sessions_created": fill.created, "future_sessions": fill.future},
                 correlation_id=first_event[pk].correlation_id,
                 causation_id=first_event[pk].event_id,
             )
-            for pk, n in created.items() if n > 0
+            for pk, fill in filled.items() if fill.created > 0
         ]
     )
 

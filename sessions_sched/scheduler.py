@@ -13,17 +13,20 @@ the FK checks of session inserts), and `topup_all` skips allocations another run
 """
 from __future__ import annotations
 
+import collections
 import datetime
+import functools
 import logging
 import zoneinfo
 from dataclasses import asdict, dataclass
 
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
 from sessions_sched.models import TrainingSession
+from workers.sql import fetch, unnest_insert
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,28 @@ def local_to_utc(
 def next_session_slots(allocation: TrainerAllocation, now: datetime.datetime, count: int) -> list[SessionSlot]:
     """The next `count` sessions strictly after `now`: (local date, local time, UTC start), on the allocation's
     weekdays (Monday..Friday only) at its slot time, in the course's time zone."""
-    days = set(allocation.slot_weekdays or ()) & WEEKDAYS
+    return list(_slots(allocation.course.time_zone, allocation.slot_time, frozenset(allocation.slot_weekdays or ()),
+                       now, count))
+
+
+@functools.lru_cache(maxsize=4096)
+def _slots(
+    time_zone: str, slot_time: datetime.time, weekdays: frozenset[int], now: datetime.datetime, count: int
+) -> tuple[SessionSlot, ...]:
+    """Cached: a batch of new allocations shares `now`, and its allocations share a few (zone, time, days)."""
+    days = weekdays & WEEKDAYS
     if count <= 0 or not days:
-        return []
-    tz = zoneinfo.ZoneInfo(allocation.course.time_zone)
+        return ()
+    tz = zoneinfo.ZoneInfo(time_zone)
     day = now.astimezone(tz).date()
     slots: list[SessionSlot] = []
     while len(slots) < count:
         if day.weekday() in days:
-            local, starts_at = local_to_utc(day, allocation.slot_time, tz)
+            local, starts_at = local_to_utc(day, slot_time, tz)
             if starts_at > now:
                 slots.append((local.date(), local.time(), starts_at))
         day += datetime.timedelta(days=1)
-    return slots
+    return tuple(slots)
 
 
 def _future(allocation_id: int, now: datetime.datetime):
@@ -117,55 +129,72 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
         return created
 
 
-def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, int]:
-    """`ensure_window` for many allocations in a few queries (the sessions stage's batch path): lock the
+LOCK_ALLOCATIONS_SQL = """
+SELECT a.id, a.trainer_id, a.slot_time, a.slot_weekdays, c.time_zone
+FROM trainer_allocations a JOIN courses c ON c.id = a.course_id
+WHERE a.id = ANY(%s::bigint[]) AND a.status = ANY(%s::text[])
+ORDER BY a.id
+FOR NO KEY UPDATE OF a
+"""
+FUTURE_SESSIONS_SQL = """
+SELECT allocation_id, count(*), max(starts_at) FROM training_sessions
+WHERE allocation_id = ANY(%s::bigint[]) AND status = 'scheduled' AND starts_at > %s
+GROUP BY allocation_id
+"""
+
+
+@dataclass(frozen=True)
+class WindowFill:
+    created: int  # sessions created now
+    future: int  # future scheduled sessions afterwards
+
+
+def fill_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, WindowFill]:
+    """`ensure_window` for many allocations in three statements (the sessions stage's batch path): lock the
     holding allocations, read their future sessions in one grouped query, insert every missing session in one
-    INSERT, count again. Returns allocation id -> sessions created. An allocation whose candidate sessions
-    collided with another booking of its trainer (a trainer teaching courses in several time zones) gets its
-    window finished by `ensure_window`, which takes further rounds of dates, under the lock already held."""
-    allocations = list(
-        TrainerAllocation.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("course")
-        .filter(pk__in=allocation_ids, status__in=TrainerAllocation.HOLDING_STATUSES)
-        .order_by("pk")
-    )
-    future = TrainingSession.objects.filter(
-        allocation_id__in=[a.pk for a in allocations], status=TrainingSession.Status.SCHEDULED, starts_at__gt=now
-    )
-    before = {row["allocation_id"]: row for row in
-              future.values("allocation_id").annotate(n=Count("id"), last=Max("starts_at"))}
-    wanted: dict[int, int] = {}
-    new: list[TrainingSession] = []
-    for allocation in allocations:
-        row = before.get(allocation.pk, {"n": 0, "last": None})
-        missing = size - row["n"]
-        if missing <= 0:
+    INSERT whose RETURNING says what was created. Under the locks those counts are exact. An allocation whose
+    candidate sessions collided with another booking of its trainer (a trainer teaching courses in several time
+    zones) gets its window finished by `ensure_window`, which takes further rounds of dates, under the lock
+    already held. Returns, per holding allocation that needed sessions, what was created and the future count."""
+    locked = fetch(LOCK_ALLOCATIONS_SQL, [allocation_ids, list(TrainerAllocation.HOLDING_STATUSES)])
+    before = {pk: (n, last) for pk, n, last in fetch(FUTURE_SESSIONS_SQL, [[row[0] for row in locked], now])}
+    wanted: dict[int, tuple[int, int]] = {}  # pk -> (future sessions before, missing)
+    columns: dict[str, list] = {"allocation_id": [], "trainer_id": [], "scheduled_date": [], "scheduled_time": [],
+                                "starts_at": []}
+    for pk, trainer_id, slot_time, weekdays, time_zone in locked:
+        have, last = before.get(pk, (0, None))
+        if have >= size:
             continue
-        start = max(now, row["last"]) if row["last"] else now
-        wanted[allocation.pk] = missing
-        new += [
-            TrainingSession(allocation_id=allocation.pk, trainer_id=allocation.trainer_id, scheduled_date=day,
-                            scheduled_time=at, starts_at=starts_at, status=TrainingSession.Status.SCHEDULED)
-            for day, at, starts_at in next_session_slots(allocation, start, missing)
-        ]
-    if not new:
+        wanted[pk] = (have, size - have)
+        for day, at, starts_at in _slots(time_zone, slot_time, frozenset(weekdays or ()),
+                                         max(now, last) if last else now, size - have):
+            for column, value in zip(columns, (pk, trainer_id, day, at, starts_at)):
+                columns[column].append(value)
+    if not wanted:
         return {}
-    TrainingSession.objects.bulk_create(new, ignore_conflicts=True)
-    after = dict(future.values("allocation_id").annotate(n=Count("id")).values_list("allocation_id", "n"))
-    created = {pk: after.get(pk, 0) - before.get(pk, {"n": 0})["n"] for pk in wanted}
-    by_pk = {allocation.pk: allocation for allocation in allocations}
-    for pk in [pk for pk, n in created.items() if n < wanted[pk]]:
-        created[pk] += ensure_window(by_pk[pk], now=now, size=size)
-    return created
-
-
-def future_session_counts(allocation_ids: list[int], now: datetime.datetime) -> dict[int, int]:
-    """Future scheduled sessions per allocation, in one query."""
-    return dict(
-        TrainingSession.objects.filter(
-            allocation_id__in=allocation_ids, status=TrainingSession.Status.SCHEDULED, starts_at__gt=now
-        ).values("allocation_id").annotate(n=Count("id")).values_list("allocation_id", "n")
+    inserted = unnest_insert(
+        "training_sessions",
+        {"allocation_id": "bigint", "trainer_id": "bigint", "scheduled_date": "date", "scheduled_time": "time",
+         "starts_at": "timestamptz"},
+        columns,
+        constants={"status": "'scheduled'", "created_at": "clock_timestamp()"},
+        on_conflict="ON CONFLICT DO NOTHING",
+        returning="allocation_id",
     )
+    created = collections.Counter(pk for (pk,) in inserted)
+    result = {}
+    for pk, (have, missing) in wanted.items():
+        n = created[pk]
+        if n < missing:  # collisions with the trainer's other bookings: more rounds of dates, one allocation
+            allocation = TrainerAllocation.objects.select_related("course").get(pk=pk)
+            n += ensure_window(allocation, now=now, size=size)
+        result[pk] = WindowFill(created=n, future=have + n)
+    return result
+
+
+def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, int]:
+    """`fill_windows`, returning only how many sessions each allocation got."""
+    return {pk: fill.created for pk, fill in fill_windows(allocation_ids, now, size).items()}
 
 
 def future_session_count(allocation_id: int, now: datetime.datetime | None = None) -> int:

@@ -23,7 +23,7 @@ import logging
 import traceback
 from collections.abc import Sequence
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from enrollment.events import Event, InvalidEvent, decode, misplaced
@@ -33,13 +33,14 @@ from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMe
 from workers.errors import PermanentError, is_outage, is_transient
 from workers.models import PendingRetry
 from workers.retry import Backoff, CircuitBreaker
+from workers.sql import fetch
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
 
 CLAIM_SQL = """
 INSERT INTO processed_events (consumer, event_id, event_type, correlation_id, processed_at)
-SELECT %s, e.id, e.type, e.corr, now() FROM unnest(%s::uuid[], %s::text[], %s::uuid[]) AS e(id, type, corr)
+SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%s::uuid[], %s::text[], %s::uuid[]) AS e(id, type, corr)
 ON CONFLICT (consumer, event_id) DO NOTHING
 RETURNING event_id
 """
@@ -110,17 +111,12 @@ class Processor:
         """Record the events as processed by this group; returns those not processed before."""
         if not self.stage.record_processed:
             return list(events)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                CLAIM_SQL,
-                [
-                    self.stage.group_id,
-                    [e.event_id for e in events],
-                    [e.event_type for e in events],
-                    [e.correlation_id for e in events],
-                ],
-            )
-            fresh = {row[0] for row in cursor.fetchall()}
+        rows = fetch(
+            CLAIM_SQL,
+            [self.stage.group_id, [e.event_id for e in events], [e.event_type for e in events],
+             [e.correlation_id for e in events]],
+        )
+        fresh = {row[0] for row in rows}
         skipped = len(events) - len(fresh)
         if skipped:
             metrics.EVENTS_SKIPPED.labels(self.stage.name).inc(skipped)

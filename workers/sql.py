@@ -1,0 +1,68 @@
+"""Hand-written SQL for the hot paths, on Django's connection and inside its transaction.
+
+Why not the ORM there: a batch of 500 events writes thousands of rows, and `bulk_create` builds a model
+instance per row and one placeholder per value; with psycopg's client-side binding (Django's default) the
+parameters are then quoted into a query text of several hundred kilobytes, which psycopg re-parses on every
+call. Profiles of the stages put 25-50 % of each consumer's CPU there (docs/benchmarks.md). Here a batch is sent
+as one array per column (`INSERT ... SELECT FROM unnest(...)`), with server-side binding, so the statement text
+is short and constant.
+
+The cursor is still Django's wrapper: errors become django.db errors, and queries show up in
+`connection.queries` / CaptureQueriesContext like any other.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
+
+
+@contextmanager
+def bound_cursor() -> Iterator[Any]:
+    """A Django cursor on the current connection that binds parameters server-side."""
+    connection.ensure_connection()
+    raw = ServerBindingCursor(connection.connection)
+    try:
+        yield connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    finally:
+        raw.close()
+
+
+def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """Run one statement with server-side binding; returns its rows ([] when it returns none)."""
+    with bound_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def unnest_insert(
+    table: str,
+    columns: dict[str, str],
+    values: dict[str, Sequence[Any]],
+    *,
+    constants: dict[str, str] | None = None,
+    on_conflict: str = "",
+    returning: str = "",
+) -> list[tuple]:
+    """INSERT many rows with one array parameter per column.
+
+    `columns` maps column -> PostgreSQL type of its array elements; `values` maps the same columns to equally
+    long sequences; `constants` maps further columns to SQL expressions (e.g. "now()"). Returns the rows of
+    `returning`, if any."""
+    names = list(columns)
+    lengths = {len(values[name]) for name in names}
+    if len(lengths) != 1:
+        raise ValueError(f"columns of unequal length: { {n: len(values[n]) for n in names} }")
+    constants = constants or {}
+    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+    select = ", ".join([f"u.c{i}" for i in range(len(names))] + list(constants.values()))
+    arrays = ", ".join(f"%s::{columns[name]}[]" for name in names)
+    sql = (
+        f'INSERT INTO {table} ({", ".join([*names, *constants])}) '
+        f"SELECT {select} FROM unnest({arrays}) AS u({aliases}) {on_conflict}"
+        + (f" RETURNING {returning}" if returning else "")
+    )
+    return fetch(sql, [list(values[name]) for name in names])
