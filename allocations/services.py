@@ -208,16 +208,18 @@ HOLDING_FOR_PAIRS_SQL = """
 SELECT id FROM trainer_allocations
 WHERE status = ANY(%s::text[]) AND (student_id, course_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))
 """
-# Active trainers of the course with a free slot, least loaded first.
+# Active trainers of the course with a free slot, least loaded first. Each trainer's load is counted on the
+# partial unique index of holding (trainer, slot) pairs, so the cost follows the course's trainers and their
+# capacity (at most 10), not the size of the allocations table.
 TRAINER_LOADS_SQL = """
-SELECT t.id, t.capacity, count(a.id) AS load
-FROM trainers t
-JOIN trainer_courses tc ON tc.trainer_id = t.id AND tc.course_id = %s
-LEFT JOIN trainer_allocations a ON a.trainer_id = t.id AND a.status = ANY(%s::text[])
-WHERE t.is_active
-GROUP BY t.id
-HAVING count(a.id) < t.capacity
-ORDER BY load, t.id
+SELECT t.id, t.capacity, held.load
+FROM trainer_courses tc
+JOIN trainers t ON t.id = tc.trainer_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS load FROM trainer_allocations a WHERE a.trainer_id = t.id AND a.status = ANY(%s::text[])
+) held
+WHERE tc.course_id = %s AND t.is_active AND held.load < t.capacity
+ORDER BY held.load, t.id
 """
 LOCK_TRAINERS_SQL = """
 SELECT id, capacity FROM trainers WHERE id = ANY(%s::bigint[]) AND is_active ORDER BY id FOR NO KEY UPDATE
@@ -232,7 +234,7 @@ def _allocate_course(
 ) -> dict[int, tuple[TrainerAllocation, bool]]:
     """One course's share of `allocate_many`, in one transaction. Returns index -> (allocation, created)."""
     with transaction.atomic():
-        heap = [(load, pk, capacity) for pk, capacity, load in fetch(TRAINER_LOADS_SQL, [course_id, list(HOLDING)])]
+        heap = [(load, pk, capacity) for pk, capacity, load in fetch(TRAINER_LOADS_SQL, [list(HOLDING), course_id])]
         heapq.heapify(heap)
         chosen: set[int] = set()
         for _ in items:

@@ -11,6 +11,7 @@ never retried, they go straight to the dead-letter queue.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -260,6 +261,11 @@ def misplaced(event: Event, topic_name: str) -> InvalidEvent | None:
     payload would crash on it, or worse, act on the fields the payloads share (student_id, course_id).
     Returns the error to dead-letter it with, or None when the event is where it belongs."""
     expected = topic_for_event_type(event.event_type)
-    if topic_name == expected or topic_name not in {topic(name) for name in TOPIC_BY_EVENT_TYPE.values()}:
+    if topic_name == expected or topic_name not in _pipeline_topics(settings.KAFKA_TOPIC_PREFIX):
         return None
     return InvalidEvent(f"event type {event.event_type} does not belong on topic {topic_name} (its topic is {expected})")
+
+
+@functools.lru_cache(maxsize=16)
+def _pipeline_topics(prefix: str) -> frozenset[str]:
+    return frozenset(prefix + name for name in TOPIC_BY_EVENT_TYPE.values())

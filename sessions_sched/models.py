@@ -10,7 +10,11 @@ class TrainingSession(models.Model):
         COMPLETED = "completed"
         CANCELLED = "cancelled"
 
-    allocation = models.ForeignKey(TrainerAllocation, on_delete=models.PROTECT, related_name="sessions")
+    # No index of its own: the unique (allocation, date, time) and the (allocation, starts_at) indexes both start
+    # with allocation_id, and a third index would only cost every insert.
+    allocation = models.ForeignKey(
+        TrainerAllocation, on_delete=models.PROTECT, related_name="sessions", db_index=False
+    )
     # Denormalised from the allocation so PostgreSQL can refuse to book one trainer twice at once.
     trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="sessions")
     scheduled_date = models.DateField(help_text="Local date in the course's time zone.")

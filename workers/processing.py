@@ -59,6 +59,8 @@ class Processor:
         self.backoff = backoff
         self.breaker = breaker
         self.dead_letters = dead_letters
+        self._processed = metrics.EVENTS_PROCESSED.labels(stage.name)
+        self._event_age = metrics.END_TO_END_SECONDS.labels(stage.name)
 
     # --- a polled batch ------------------------------------------------------------------------------
     def process(self, sources: Sequence[SourceMessage]) -> None:
@@ -124,9 +126,9 @@ class Processor:
 
     def _succeeded(self, events: Sequence[Event]) -> None:
         now = timezone.now()
+        self._processed.inc(len(events))
         for event in events:
-            metrics.EVENTS_PROCESSED.labels(self.stage.name).inc()
-            metrics.END_TO_END_SECONDS.labels(self.stage.name).observe(max((now - event.occurred_at).total_seconds(), 0))
+            self._event_age.observe(max((now - event.occurred_at).total_seconds(), 0))
             self.breaker.record(outage=False)
 
     def _run_together(self, events: list[Event]) -> None:
