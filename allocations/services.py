@@ -167,9 +167,9 @@ def allocate_many(requests: list[tuple[int, int, uuid.UUID | None]]) -> list[All
     (allocation, created) or the AllocationError.
     """
     results: list[AllocationOutcome | None] = [None] * len(requests)
-    students = {pk for (pk,) in fetch("SELECT id FROM students WHERE id = ANY(%s::bigint[])",
+    students = {pk for (pk,) in fetch("SELECT id FROM students WHERE id = ANY(%b::bigint[])",
                                       [list({s for s, _, _ in requests})])}
-    courses = {pk for (pk,) in fetch("SELECT id FROM courses WHERE id = ANY(%s::bigint[])",
+    courses = {pk for (pk,) in fetch("SELECT id FROM courses WHERE id = ANY(%b::bigint[])",
                                      [list({c for _, c, _ in requests})])}
     held = [pk for (pk,) in fetch(HOLDING_FOR_PAIRS_SQL, [list(HOLDING), [s for s, _, _ in requests],
                                                           [c for _, c, _ in requests]])]
@@ -206,7 +206,7 @@ def allocate_many(requests: list[tuple[int, int, uuid.UUID | None]]) -> list[All
 
 HOLDING_FOR_PAIRS_SQL = """
 SELECT id FROM trainer_allocations
-WHERE status = ANY(%s::text[]) AND (student_id, course_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))
+WHERE status = ANY(%b::text[]) AND (student_id, course_id) IN (SELECT * FROM unnest(%b::bigint[], %b::bigint[]))
 """
 # Active trainers of the course with a free slot, least loaded first. Each trainer's load is counted on the
 # partial unique index of holding (trainer, slot) pairs, so the cost follows the course's trainers and their
@@ -216,16 +216,16 @@ SELECT t.id, t.capacity, held.load
 FROM trainer_courses tc
 JOIN trainers t ON t.id = tc.trainer_id
 CROSS JOIN LATERAL (
-    SELECT count(*) AS load FROM trainer_allocations a WHERE a.trainer_id = t.id AND a.status = ANY(%s::text[])
+    SELECT count(*) AS load FROM trainer_allocations a WHERE a.trainer_id = t.id AND a.status = ANY(%b::text[])
 ) held
 WHERE tc.course_id = %s AND t.is_active AND held.load < t.capacity
 ORDER BY held.load, t.id
 """
 LOCK_TRAINERS_SQL = """
-SELECT id, capacity FROM trainers WHERE id = ANY(%s::bigint[]) AND is_active ORDER BY id FOR NO KEY UPDATE
+SELECT id, capacity FROM trainers WHERE id = ANY(%b::bigint[]) AND is_active ORDER BY id FOR NO KEY UPDATE
 """
 USED_SLOTS_SQL = """
-SELECT trainer_id, slot_time FROM trainer_allocations WHERE trainer_id = ANY(%s::bigint[]) AND status = ANY(%s::text[])
+SELECT trainer_id, slot_time FROM trainer_allocations WHERE trainer_id = ANY(%b::bigint[]) AND status = ANY(%b::text[])
 """
 
 

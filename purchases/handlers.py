@@ -75,7 +75,7 @@ def handle_purchase_confirmed_batch(events: Sequence[Event]) -> None:
     their events in one outbox INSERT. Anything odd (unknown or mismatched payment) raises, and the framework
     re-runs the batch one event at a time, where `handle_purchase_confirmed` says precisely what is wrong."""
     payments = {pk: (student, course) for pk, student, course in fetch(
-        "SELECT id, student_id, course_id FROM payments WHERE id = ANY(%s::bigint[])",
+        "SELECT id, student_id, course_id FROM payments WHERE id = ANY(%b::bigint[])",
         [[e.payload.payment_id for e in events]],
     )}
     for event in events:
@@ -85,7 +85,7 @@ def handle_purchase_confirmed_batch(events: Sequence[Event]) -> None:
     pairs = {(e.payload.student_id, e.payload.course_id) for e in events}
     existing = set(fetch(
         "SELECT student_id, course_id FROM student_course_purchases WHERE is_active"
-        " AND (student_id, course_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))",
+        " AND (student_id, course_id) IN (SELECT * FROM unnest(%b::bigint[], %b::bigint[]))",
         [[s for s, _ in pairs], [c for _, c in pairs]],
     ))
     todo: dict[tuple[int, int], Event] = {}

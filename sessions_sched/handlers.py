@@ -58,7 +58,7 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
     mismatched allocations raise, so the framework re-runs the batch one event at a time."""
     allocation_ids = {e.payload.allocation_id for e in events}
     found = {pk: (student, course) for pk, student, course in fetch(
-        "SELECT id, student_id, course_id FROM trainer_allocations WHERE id = ANY(%s::bigint[])", [list(allocation_ids)]
+        "SELECT id, student_id, course_id FROM trainer_allocations WHERE id = ANY(%b::bigint[])", [list(allocation_ids)]
     )}
     for event in events:
         p = event.payload

@@ -132,13 +132,13 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
 LOCK_ALLOCATIONS_SQL = """
 SELECT a.id, a.trainer_id, a.slot_time, a.slot_weekdays, c.time_zone
 FROM trainer_allocations a JOIN courses c ON c.id = a.course_id
-WHERE a.id = ANY(%s::bigint[]) AND a.status = ANY(%s::text[])
+WHERE a.id = ANY(%b::bigint[]) AND a.status = ANY(%b::text[])
 ORDER BY a.id
 FOR NO KEY UPDATE OF a
 """
 FUTURE_SESSIONS_SQL = """
 SELECT allocation_id, count(*), max(starts_at) FROM training_sessions
-WHERE allocation_id = ANY(%s::bigint[]) AND status = 'scheduled' AND starts_at > %s
+WHERE allocation_id = ANY(%b::bigint[]) AND status = 'scheduled' AND starts_at > %s
 GROUP BY allocation_id
 """
 
@@ -146,8 +146,8 @@ GROUP BY allocation_id
 INSERT_SESSIONS_SQL = """
 INSERT INTO training_sessions (allocation_id, trainer_id, scheduled_date, scheduled_time, starts_at, status, created_at)
 SELECT a.id, a.trainer_id, s.day, s.at, s.starts_at, 'scheduled', clock_timestamp()
-FROM unnest(%s::bigint[], %s::bigint[], %s::int[]) AS a(id, trainer_id, pattern)
-JOIN unnest(%s::int[], %s::date[], %s::time[], %s::timestamptz[]) AS s(pattern, day, at, starts_at) USING (pattern)
+FROM unnest(%b::bigint[], %b::bigint[], %b::int[]) AS a(id, trainer_id, pattern)
+JOIN unnest(%b::int[], %b::date[], %b::time[], %b::timestamptz[]) AS s(pattern, day, at, starts_at) USING (pattern)
 ON CONFLICT DO NOTHING
 RETURNING allocation_id
 """

@@ -153,7 +153,7 @@ class OutboxPublisher:
         self.producer.poll(0)
         ids = self.take_delivered()
         if ids:
-            fetch("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(%s::bigint[]) AND sent_at IS NULL", [ids])
+            fetch("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(%b::bigint[]) AND sent_at IS NULL", [ids])
             metrics.OUTBOX_SENT.inc(len(ids))
         return len(ids)
 

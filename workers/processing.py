@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CLAIM_SQL = """
 INSERT INTO processed_events (consumer, event_id, event_type, correlation_id, processed_at)
-SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%s::uuid[], %s::text[], %s::uuid[]) AS e(id, type, corr)
+SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%b::uuid[], %b::text[], %b::uuid[]) AS e(id, type, corr)
 ON CONFLICT (consumer, event_id) DO NOTHING
 RETURNING event_id
 """

