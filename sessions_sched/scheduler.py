@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from allocations.models import TrainerAllocation
 from sessions_sched.models import TrainingSession
-from workers.sql import fetch
+from workers.sql import fetch, fetch_skipping_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,6 @@ INSERT INTO training_sessions (allocation_id, trainer_id, scheduled_date, schedu
 SELECT a.id, a.trainer_id, s.day, s.at, s.starts_at, 'scheduled', clock_timestamp()
 FROM unnest(%b::bigint[], %b::bigint[], %b::int[]) AS a(id, trainer_id, pattern)
 JOIN unnest(%b::int[], %b::date[], %b::time[], %b::timestamptz[]) AS s(pattern, day, at, starts_at) USING (pattern)
-ON CONFLICT DO NOTHING
-RETURNING allocation_id
 """
 
 
@@ -190,7 +188,8 @@ def fill_windows(allocation_ids: list[int], now: datetime.datetime, size: int = 
         for day, at, starts_at in _slots(*key):
             for column, value in zip(slots, (number, day, at, starts_at)):
                 slots[column].append(value)
-    inserted = fetch(INSERT_SESSIONS_SQL, [*allocations.values(), *slots.values()])
+    inserted = fetch_skipping_conflicts(INSERT_SESSIONS_SQL, [*allocations.values(), *slots.values()],
+                                        on_conflict="ON CONFLICT DO NOTHING", returning="allocation_id")
     created = collections.Counter(pk for (pk,) in inserted)
     result = {}
     for pk, (have, missing) in wanted.items():

@@ -2,6 +2,7 @@
 be retried, and what failed for good."""
 import uuid
 
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 
@@ -13,11 +14,14 @@ class ProcessedEvent(models.Model):
     event_id = models.UUIDField()
     event_type = models.CharField(max_length=64)
     correlation_id = models.UUIDField(null=True, db_index=True)
-    processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "processed_events"
         constraints = [models.UniqueConstraint(fields=["consumer", "event_id"], name="uniq_processed_event_per_consumer")]
+        # Only pruning reads by time, and rows arrive in time order: a BRIN index serves that range scan at a
+        # fraction of a B-tree's cost on every claim (this table takes one row per event per stage).
+        indexes = [BrinIndex(fields=["processed_at"], name="processed_events_at_brin")]
 
     def __str__(self) -> str:
         return f"{self.consumer}:{self.event_id}"

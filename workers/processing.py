@@ -33,7 +33,7 @@ from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMe
 from workers.errors import PermanentError, is_outage, is_transient
 from workers.models import PendingRetry
 from workers.retry import Backoff, CircuitBreaker
-from workers.sql import fetch
+from workers.sql import fetch_skipping_conflicts
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 CLAIM_SQL = """
 INSERT INTO processed_events (consumer, event_id, event_type, correlation_id, processed_at)
 SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%b::uuid[], %b::text[], %b::uuid[]) AS e(id, type, corr)
-ON CONFLICT (consumer, event_id) DO NOTHING
-RETURNING event_id
 """
 
 
@@ -113,10 +111,12 @@ class Processor:
         """Record the events as processed by this group; returns those not processed before."""
         if not self.stage.record_processed:
             return list(events)
-        rows = fetch(
+        rows = fetch_skipping_conflicts(  # a duplicate is rare: redeliveries after a crash or a rebalance
             CLAIM_SQL,
             [self.stage.group_id, [e.event_id for e in events], [e.event_type for e in events],
              [e.correlation_id for e in events]],
+            on_conflict="ON CONFLICT (consumer, event_id) DO NOTHING",
+            returning="event_id",
         )
         fresh = {row[0] for row in rows}
         skipped = len(events) - len(fresh)
