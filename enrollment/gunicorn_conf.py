@@ -1,7 +1,9 @@
-"""Gunicorn hooks for Prometheus multiprocess mode: `gunicorn -c python:enrollment.gunicorn_conf ...`.
+"""Gunicorn hooks: `gunicorn -c python:enrollment.gunicorn_conf ...`.
 
-Only acts when PROMETHEUS_MULTIPROC_DIR is set: the directory is emptied when the master starts (stale files of
-an earlier run would be added to the new counters) and a dead worker's live gauges are dropped.
+- Each worker is warmed before it takes traffic (enrollment/warmup.py says why).
+- Prometheus multiprocess mode, only when PROMETHEUS_MULTIPROC_DIR is set: the directory is emptied when the
+  master starts (stale files of an earlier run would be added to the new counters) and a dead worker's live
+  gauges are dropped.
 """
 from __future__ import annotations
 
@@ -25,3 +27,9 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    from enrollment.warmup import warm_up
+
+    warm_up()

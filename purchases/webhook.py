@@ -13,12 +13,13 @@ import hashlib
 import json
 import logging
 import re
+import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,7 +27,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from enrollment.events import PURCHASE_CONFIRMED
 from purchases.models import Payment
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
-from workers.outbox import emit
+from workers.outbox import Emission, emit_with
+from workers.sql import fetch
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +95,48 @@ def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
     )
 
 
+# The hot path is two round trips: this lookup, and one statement that inserts the payment and its event's
+# outbox row (`emit_with`). The payment id is drawn from its sequence here so the event can name it before the
+# INSERT; a repeat or a refused request leaves a gap in the ids, which nothing relies on.
 LOOKUPS_SQL = (
     "SELECT (SELECT id FROM payments WHERE provider_payment_id = %s),"
-    " EXISTS (SELECT 1 FROM students WHERE id = %s), EXISTS (SELECT 1 FROM courses WHERE id = %s)"
+    " EXISTS (SELECT 1 FROM students WHERE id = %s), EXISTS (SELECT 1 FROM courses WHERE id = %s),"
+    " nextval(pg_get_serial_sequence('payments', 'id'))"
+)
+INSERT_PAYMENT_SQL = (
+    "INSERT INTO payments (id, provider_payment_id, student_id, course_id, amount, currency, correlation_id,"
+    " body_sha256, confirmed_at, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())"
+    " RETURNING id"
 )
 
 
-def _lookups(confirmation: PaymentConfirmation) -> tuple[int | None, bool, bool]:
-    """(existing payment id, student exists, course exists) in one round trip: this is the hot path."""
-    with connection.cursor() as cursor:
-        cursor.execute(LOOKUPS_SQL, [confirmation.provider_payment_id, confirmation.student_id,
-                                     confirmation.course_id])
-        return cursor.fetchone()
+def _lookups(confirmation: PaymentConfirmation) -> tuple[int | None, bool, bool, int]:
+    """(existing payment id, student exists, course exists, id for a new payment) in one round trip."""
+    [row] = fetch(LOOKUPS_SQL, [confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id])
+    return row
+
+
+def _accept(confirmation: PaymentConfirmation, payment_id: int, digest: str) -> uuid.UUID:
+    """Insert the payment and emit PURCHASE_CONFIRMED, atomically, in one statement. Returns the correlation id."""
+    correlation_id = uuid.uuid4()
+    emit_with(
+        INSERT_PAYMENT_SQL,
+        [payment_id, confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id,
+         confirmation.amount, confirmation.currency, correlation_id, digest, confirmation.confirmed_at],
+        Emission(
+            PURCHASE_CONFIRMED,
+            {
+                "payment_id": payment_id,
+                "provider_payment_id": confirmation.provider_payment_id,
+                "student_id": confirmation.student_id,
+                "course_id": confirmation.course_id,
+                "amount": str(confirmation.amount),
+                "currency": confirmation.currency,
+            },
+            correlation_id=correlation_id,
+        ),
+    )
+    return correlation_id
 
 
 @csrf_exempt
@@ -144,37 +176,16 @@ def payment_confirmation(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"errors": _field_errors(exc)}, status=400)
     digest = confirmation.content_sha256()
 
-    payment_id, student_known, course_known = _lookups(confirmation)
-    if payment_id is not None:
-        return _answer_existing(Payment.objects.get(pk=payment_id), digest)
+    existing_id, student_known, course_known, payment_id = _lookups(confirmation)
+    if existing_id is not None:
+        return _answer_existing(Payment.objects.get(pk=existing_id), digest)
     if not student_known:
         return _error(422, "unknown student", student_id=confirmation.student_id)
     if not course_known:
         return _error(422, "unknown course", course_id=confirmation.course_id)
 
     try:
-        with transaction.atomic():
-            payment = Payment.objects.create(
-                provider_payment_id=confirmation.provider_payment_id,
-                student_id=confirmation.student_id,
-                course_id=confirmation.course_id,
-                amount=confirmation.amount,
-                currency=confirmation.currency,
-                body_sha256=digest,
-                confirmed_at=confirmation.confirmed_at,
-            )
-            emit(
-                PURCHASE_CONFIRMED,
-                {
-                    "payment_id": payment.pk,
-                    "provider_payment_id": payment.provider_payment_id,
-                    "student_id": payment.student_id,
-                    "course_id": payment.course_id,
-                    "amount": str(confirmation.amount),
-                    "currency": payment.currency,
-                },
-                correlation_id=payment.correlation_id,
-            )
+        correlation_id = _accept(confirmation, payment_id, digest)
     except IntegrityError:
         # Most likely a concurrent request with the same provider id committed first: answer from its row.
         existing = Payment.objects.filter(provider_payment_id=confirmation.provider_payment_id).first()
@@ -182,7 +193,6 @@ def payment_confirmation(request: HttpRequest) -> JsonResponse:
             raise
         return _answer_existing(existing, digest)
 
-    log.info("payment accepted", extra={"payment_id": payment.pk, "correlation_id": str(payment.correlation_id)})
-    return JsonResponse(
-        {"payment_id": payment.pk, "correlation_id": str(payment.correlation_id), "status": "accepted"}, status=202
-    )
+    log.info("payment accepted", extra={"payment_id": payment_id, "correlation_id": str(correlation_id)})
+    return JsonResponse({"payment_id": payment_id, "correlation_id": str(correlation_id), "status": "accepted"},
+                        status=202)

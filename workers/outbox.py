@@ -53,27 +53,33 @@ def emit(
     return emit_many([Emission(event_type, payload, correlation_id, causation_id, key)])[0]
 
 
+class OutboxMessage(NamedTuple):
+    """What the publisher needs of an outbox row (an OutboxEvent instance has the same attributes)."""
+
+    pk: int
+    event_id: uuid.UUID
+    event_type: str
+    topic: str
+    key: str
+    value: bytes
+
+
+def prepare(emission: Emission) -> tuple[Event, OutboxMessage]:
+    """The event for an emission and the outbox message that carries it (row id not known yet)."""
+    event = build_event(emission.event_type, emission.payload, correlation_id=emission.correlation_id,
+                        causation_id=emission.causation_id)
+    key = emission.key if emission.key is not None else emission.payload["student_id"]
+    return event, OutboxMessage(pk=0, event_id=event.event_id, event_type=event.event_type,
+                                topic=topic_for_event_type(event.event_type), key=str(key), value=event.to_json())
+
+
 def emit_many(emissions: Sequence[Emission]) -> list[Event]:
     """`emit()` for many events: one INSERT for all their outbox rows, one publish after commit."""
     if not connection.in_atomic_block:
         raise RuntimeError("emit() must run inside transaction.atomic(): the event commits with the state change")
-    events = [
-        build_event(e.event_type, e.payload, correlation_id=e.correlation_id, causation_id=e.causation_id)
-        for e in emissions
-    ]
-    if not events:
-        return events
-    messages = [
-        OutboxMessage(
-            pk=0,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            topic=topic_for_event_type(event.event_type),
-            key=str(e.key if e.key is not None else e.payload["student_id"]),
-            value=event.to_json(),
-        )
-        for e, event in zip(emissions, events)
-    ]
+    if not emissions:
+        return []
+    events, messages = zip(*(prepare(e) for e in emissions))
     # One INSERT for the whole batch (workers/sql.py says why not bulk_create); each message learns its row id,
     # which the "sent" mark needs.
     ids = dict(unnest_insert(
@@ -88,18 +94,31 @@ def emit_many(emissions: Sequence[Emission]) -> list[Event]:
     ))
     rows = [m._replace(pk=ids[m.event_id]) for m in messages]
     transaction.on_commit(lambda: publisher().publish(rows))
-    return events
+    return list(events)
 
 
-class OutboxMessage(NamedTuple):
-    """What the publisher needs of an outbox row (an OutboxEvent instance has the same attributes)."""
+OUTBOX_ROW_SQL = """
+INSERT INTO outbox_events (event_id, event_type, topic, key, value, correlation_id, created_at, publish_attempts,
+                           last_error)
+SELECT %s, %s, %s, %s, %s, %s, clock_timestamp(), 0, '' FROM {source}
+RETURNING id
+"""
 
-    pk: int
-    event_id: uuid.UUID
-    event_type: str
-    topic: str
-    key: str
-    value: bytes
+
+def emit_with(change_sql: str, change_params: Sequence[Any], emission: Emission) -> Event:
+    """Make a state change and emit its event in ONE statement, for a hot path outside any transaction.
+
+    `change_sql` is a data-modifying statement with RETURNING (e.g. `INSERT INTO payments ... RETURNING id`);
+    it becomes the CTE `change`, and the outbox row is inserted from it, so PostgreSQL commits both or neither.
+    In autocommit that is one round trip where BEGIN, the change, the outbox INSERT and COMMIT take four
+    (the payment webhook: docs/benchmarks.md). The event is published right after, like `emit()`'s."""
+    event, message = prepare(emission)
+    sql = f"WITH change AS ({change_sql}) " + OUTBOX_ROW_SQL.format(source="change")
+    [(pk,)] = fetch(sql, [*change_params, message.event_id, message.event_type, message.topic, message.key,
+                          message.value, event.correlation_id])
+    row = message._replace(pk=pk)
+    transaction.on_commit(lambda: publisher().publish([row]))  # at once unless an outer transaction is open
+    return event
 
 
 class OutboxPublisher:
