@@ -183,6 +183,29 @@ class OutboxPublisher:
         return remaining
 
 
+def mark_sent_in_background(
+    outbox: OutboxPublisher, interval: float = 0.25, stop: threading.Event | None = None
+) -> threading.Thread:
+    """For a process without a consume loop (a web worker): a daemon thread that marks the rows this process
+    published as sent, every `interval` seconds. Without it the relay would publish every such row a second
+    time after its grace period (harmless for idempotent consumers, but twice the traffic and a duplicate for
+    every consumer to skip). The thread has its own database connection; a failure is logged and retried."""
+    stop = stop or threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            try:
+                outbox.mark_delivered()
+            except Exception:
+                log.exception("marking outbox rows sent failed")
+                connection.close()
+        connection.close()
+
+    thread = threading.Thread(target=run, name="outbox-sent-marker", daemon=True)
+    thread.start()
+    return thread
+
+
 _publisher: OutboxPublisher | None = None
 _publisher_lock = threading.Lock()
 

@@ -3,17 +3,23 @@ publishes whatever was left behind."""
 import datetime
 import os
 import subprocess
+import threading
+import time
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from enrollment.events import TRAINER_ALLOCATED, topic_for_event_type
 from enrollment.kafka import make_producer
+from enrollment.models import Student
+from workers import outbox as outbox_module
 from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
-from workers.outbox import OutboxPublisher, emit, prune, relay_once
+from workers.outbox import (Emission, OutboxPublisher, emit, emit_many, emit_with, mark_sent_in_background, prune,
+                            publisher, relay_once)
 from tests.conftest import ROOT
+from tests.factories import StudentFactory
 from tests.workers import support
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,6 +70,51 @@ def test_relay_publishes_left_over_rows_and_marks_them_sent(topic_prefix):
     assert {m.value() for m in support.read_topic("purchase-created", 5)} == {bytes(r.value) for r in rows}
     assert OutboxEvent.objects.filter(sent_at__isnull=False).count() == 5
     assert OutboxEvent.objects.get(pk=young.pk).sent_at is None  # left to the producer that owns it
+
+
+def test_emit_with_commits_the_change_and_the_event_together_or_neither(topic_prefix, monkeypatch):
+    student = StudentFactory()
+    change = "INSERT INTO students (id, name, email, created_at) VALUES (%s, %s, %s, now()) RETURNING id"
+    event = emit_with(change, [student.pk + 1000, "Ada", "ada@example.com"],
+                      Emission(TRAINER_ALLOCATED, PAYLOAD, uuid.uuid4()))
+    assert OutboxEvent.objects.get().event_id == event.event_id
+    assert [m.value() for m in support.read_topic("trainer-allocated", 1)] == [event.to_json()]
+
+    with pytest.raises(IntegrityError):  # the change fails (duplicate primary key): no outbox row either
+        emit_with(change, [student.pk, "Same id", "other@example.com"], Emission(TRAINER_ALLOCATED, PAYLOAD,
+                                                                               uuid.uuid4()))
+    # The outbox row fails (its event id is taken; a fault only a patch can make): the change is undone too.
+    real_prepare = outbox_module.prepare
+
+    def clashing(emission):
+        new_event, message = real_prepare(emission)
+        return new_event, message._replace(event_id=event.event_id)
+
+    monkeypatch.setattr(outbox_module, "prepare", clashing)
+    with pytest.raises(IntegrityError):
+        emit_with(change, [student.pk + 2000, "Bob", "bob@example.com"], Emission(TRAINER_ALLOCATED, PAYLOAD,
+                                                                                  uuid.uuid4()))
+    assert not Student.objects.filter(pk=student.pk + 2000).exists()
+    assert OutboxEvent.objects.count() == 1
+    assert [m.value() for m in support.read_topic("trainer-allocated", 1, timeout=2)] == [event.to_json()]
+
+
+def test_a_process_without_a_consume_loop_marks_what_it_published_as_sent(topic_prefix):
+    """The web workers' background marker: the relay then has nothing to publish a second time."""
+    stop = threading.Event()
+    marker = mark_sent_in_background(publisher(), interval=0.05, stop=stop)
+    try:
+        with transaction.atomic():  # published after commit by the process-wide publisher, as in a web request
+            emit_many([Emission(TRAINER_ALLOCATED, PAYLOAD, uuid.uuid4()) for _ in range(3)])
+        deadline = time.monotonic() + 10
+        while OutboxEvent.objects.filter(sent_at__isnull=True).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+        assert relay_once(OutboxPublisher(), grace_seconds=0) == 0
+    finally:
+        stop.set()
+        marker.join(5)
+    assert not marker.is_alive()
 
 
 def test_relay_keeps_rows_while_the_broker_is_unreachable(topic_prefix):
