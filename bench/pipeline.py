@@ -185,13 +185,16 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     url = env["ADMIN_SERVICE_URL"] + "/api/payments/confirmations"
     wait_for_web(env["ADMIN_SERVICE_URL"])
     try:
+        cpu = measure(lambda: {"web": procs.pid("web")})
         if VEGETA.exists():
             result = _vegeta(url, requests_, rate, seconds, log_dir)
         else:
             result = _python_load(url, requests_, rate)
+        cpu_seconds = cpu()
     finally:
         procs.stop()
-    return {"rate": rate, "requests": total, **result}
+    return {"rate": rate, "requests": total, **result, "cpu_seconds": cpu_seconds,
+            "cpu_ms_per_request": {k: round(1000 * v / total, 3) for k, v in cpu_seconds.items()}}
 
 
 def _vegeta(url: str, requests_: list, rate: int, seconds: int, log_dir: Path) -> dict:

@@ -77,6 +77,18 @@ def write_markdown(r: dict, path: Path) -> None:
         f"End to end, measured on the database clock (first purchase to last session): "
         f"{e2e['db_span_seconds']} s, {e2e['per_second_db_span']} purchases/s.",
         "",
+        "## Where the CPU went (CPU ms per purchase end to end, per request for the webhook)",
+        "",
+        "Read from /proc for each process tree during the measured interval (bench/cpu.py). `machine_busy` is the",
+        "whole machine, the load generator and everything else included; two cores give 2,000 ms of CPU per",
+        "second, so 1,000 purchases/s leave 2.0 ms per purchase for everything.",
+        "",
+        "| component | end to end, ms per purchase | webhook, ms per request |",
+        "|---|---|---|",
+        *[f"| {name} | {e2e.get('cpu_ms_per_purchase', {}).get(name, '—')} | "
+          f"{web.get('cpu_ms_per_request', {}).get(name, '—')} |"
+          for name in dict.fromkeys([*e2e.get("cpu_ms_per_purchase", {}), *web.get("cpu_ms_per_request", {})])],
+        "",
         f"## Profile of the slowest stage ({r['profile']['stage']}, py-spy, self time)",
         "",
         "| function | % of samples |",

@@ -30,6 +30,9 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    from enrollment.warmup import warm_up
+    from enrollment.warmup import warm_threads, warm_up
 
     warm_up()
+    pool = getattr(worker, "tpool", None)  # the gthread worker's thread pool, created before this hook
+    if pool is not None:
+        warm_threads(pool, worker.cfg.threads)
