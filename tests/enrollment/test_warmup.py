@@ -36,7 +36,7 @@ def test_every_thread_of_the_pool_has_its_database_connection_before_the_first_r
         try:
             assert _in_every_thread(pool, _is_connected) == [True] * THREADS
         finally:
-            _in_every_thread(pool, connection.close)
+            _in_every_thread(pool, lambda: connection.close())
 
 
 def test_warm_up_freezes_the_startup_objects_out_of_the_collectors_sight(topic_prefix):
