@@ -69,18 +69,6 @@ def wait_for_web(url: str) -> None:
     wait_for(up, 60, "web app")
 
 
-def _groups_ready(admin, group_ids: list[str]) -> bool:
-    """Every group is Stable with at least one member (its consumers joined and got partitions)."""
-    from confluent_kafka import ConsumerGroupState
-
-    futures = admin.describe_consumer_groups(group_ids, request_timeout=5)
-    try:
-        groups = [f.result(timeout=10) for f in futures.values()]
-    except Exception:
-        return False
-    return all(g.state == ConsumerGroupState.STABLE and g.members for g in groups)
-
-
 def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | None = None) -> dict:
     """The running pipeline facing a backlog: every consumer started and joined to its group first (a process's
     start-up, ~1 s of CPU for Python and Django, is not the pipeline's throughput), then n PURCHASE_CONFIRMED
@@ -91,7 +79,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     from enrollment.events import topic
     from enrollment.kafka import admin_client, group_lag
     from enrollment.seed import purchase_confirmed, seed_catalog, seed_payments
-    from enrollment.stages import ALL_STAGES
+    from workers import health
 
     prefix = f"bench-e2e-{uuid.uuid4().hex[:6]}."
     use_prefix(prefix)
@@ -101,12 +89,16 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     procs.start("web")
     wait_for_web(env["ADMIN_SERVICE_URL"])
     profile = None
-    groups = {stage.name: stage.kafka_group_id() for stage in ALL_STAGES}
-    cache_topics = [topic(t) for t in ("purchase-created", "trainer-allocated", "sessions-scheduled")]
+    stages = {name: t for name, t in health.targets().items() if name != "dead_letters"}
     try:
-        procs.start("relay", "purchases", "allocations", "sessions", "cache")
+        procs.start("relay", *stages)
         admin = admin_client()
-        wait_for(lambda: _groups_ready(admin, list(groups.values())), 120, "consumer groups joined", interval=0.5)
+
+        def joined() -> bool:  # every group Stable with a member: its consumer joined and got partitions
+            return all(snap.state == "STABLE" and snap.members
+                       for snap in (health.snapshot(t, client=admin) for t in stages.values()))
+
+        wait_for(joined, 120, "consumer groups joined", interval=0.5)
         cpu = measure(lambda: {name: procs.pid(name) for name in procs.procs})
         started = time.monotonic()
         produce_seconds = produce_values(topic("purchase-confirmed"), values)
@@ -120,7 +112,8 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
         def scheduled() -> bool:
             # The sessions group's lag first (asked of the broker, costs the machine nothing), the database's
             # count only once it is 0: a count every half second would take CPU from the pipeline it measures.
-            if sum(group_lag(groups["sessions"], [topic("trainer-allocated")]).values()) > 0:
+            sessions = stages["sessions"]
+            if sum(group_lag(sessions.group_id, list(sessions.topics)).values()) > 0:
                 return False
             with connection.cursor() as cur:
                 cur.execute(f"SELECT count(*) {this_run}", students)
@@ -128,7 +121,8 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
 
         wait_for(scheduled, 900, "sessions scheduled", interval=0.25)
         sessions_done = time.monotonic() - started
-        wait_for(lambda: sum(group_lag(groups["cache"], cache_topics).values()) == 0, 120,
+        cache = stages["cache"]
+        wait_for(lambda: sum(group_lag(cache.group_id, list(cache.topics)).values()) == 0, 120,
                  "cache caught up", interval=0.25)
         all_done = time.monotonic() - started
         cpu_seconds = cpu()

@@ -204,6 +204,10 @@ def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
         payload = PAYLOAD_SCHEMAS[(envelope.event_type, envelope.version)].model_validate(envelope.payload)
     except (ValidationError, KeyError):
         return _decode_step_by_step(value)
+    return _event(envelope, payload)
+
+
+def _event(envelope: _Envelope, payload: _Strict) -> Event:
     return Event(
         event_id=envelope.event_id,
         event_type=envelope.event_type,
@@ -244,15 +248,7 @@ def _decode_step_by_step(value: bytes) -> Event:
         payload = schema.model_validate(envelope.payload)
     except ValidationError as exc:
         raise InvalidEvent(f"invalid {envelope.event_type} v{envelope.version} payload: {_reason(exc)}") from exc
-    return Event(
-        event_id=envelope.event_id,
-        event_type=envelope.event_type,
-        version=envelope.version,
-        occurred_at=envelope.occurred_at,
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.causation_id,
-        payload=payload,
-    )
+    return _event(envelope, payload)
 
 
 def misplaced(event: Event, topic_name: str) -> InvalidEvent | None:

@@ -97,10 +97,11 @@ def emit_many(emissions: Sequence[Emission]) -> list[Event]:
     return list(events)
 
 
-OUTBOX_ROW_SQL = """
+# Follows the CTE `change` of `emit_with`: one outbox row per row the change returned (exactly one).
+OUTBOX_ROW_AFTER_CHANGE_SQL = """
 INSERT INTO outbox_events (event_id, event_type, topic, key, value, correlation_id, created_at, publish_attempts,
                            last_error)
-SELECT %s, %s, %s, %s, %s, %s, clock_timestamp(), 0, '' FROM {source}
+SELECT %s, %s, %s, %s, %s, %s, clock_timestamp(), 0, '' FROM change
 RETURNING id
 """
 
@@ -113,7 +114,7 @@ def emit_with(change_sql: str, change_params: Sequence[Any], emission: Emission)
     In autocommit that is one round trip where BEGIN, the change, the outbox INSERT and COMMIT take four
     (the payment webhook: docs/benchmarks.md). The event is published right after, like `emit()`'s."""
     event, message = prepare(emission)
-    sql = f"WITH change AS ({change_sql}) " + OUTBOX_ROW_SQL.format(source="change")
+    sql = f"WITH change AS ({change_sql}) {OUTBOX_ROW_AFTER_CHANGE_SQL}"
     [(pk,)] = fetch(sql, [*change_params, message.event_id, message.event_type, message.topic, message.key,
                           message.value, event.correlation_id])
     row = message._replace(pk=pk)
