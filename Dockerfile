@@ -31,6 +31,6 @@ RUN python manage.py collectstatic --noinput \
 USER app
 EXPOSE 8000
 
-CMD ["gunicorn", "enrollment.wsgi", "--config", "python:enrollment.gunicorn_conf", \
+CMD ["gunicorn", "settings.wsgi", "--config", "python:settings.gunicorn", \
      "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
      "--access-logfile", "-", "--graceful-timeout", "10"]

@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export DJANGO_SETTINGS_MODULE ?= settings
 
-.PHONY: bootstrap stack-up stack-down stack-status migrate topics static test demo run bench chaos
+.PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test demo run bench chaos
 
 bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)
 	bash scripts/bootstrap
@@ -22,7 +22,11 @@ migrate: stack-up
 topics: stack-up
 	$(PY) manage.py create_topics
 
-test: stack-up        ## the whole suite on the real services
+lint: bootstrap       ## ruff, and the import contracts of .importlinter (the layers and who may import whom)
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
+
+test: lint stack-up   ## the linters, then the whole suite on the real services
 	$(PY) -m pytest
 
 N ?= 1000

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("BENCH_DATABASE", "enrollment_chaos")
 
-from bench.common import ROOT, setup, wait_for  # noqa: E402
+from bench.common import ROOT, setup, wait_for
 
 KILLABLE = ["relay", "purchases", "allocations", "sessions", "cache", "dead_letters"]
 
@@ -34,7 +34,7 @@ def stack(command: str) -> None:
 
 def db_retrying(fn, attempts: int = 60):
     """Run a query function, reconnecting while PostgreSQL restarts."""
-    from django.db import OperationalError, InterfaceError, connection
+    from django.db import InterfaceError, OperationalError, connection
 
     for _ in range(attempts):
         try:
@@ -149,10 +149,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    import socket
+
     from bench.fault_proxy import FaultProxy
     from bench.pipeline import Processes, wait_for_web
-
-    import socket
 
     with socket.socket() as probe:  # a free port for the web app
         probe.bind(("127.0.0.1", 0))
@@ -164,8 +164,8 @@ def main() -> int:
     env = setup(f"chaos-{int(time.time())}.")
     from django.conf import settings
 
-    from enrollment.invariants import invariants, total_lag
-    from enrollment.seed import seed_catalog
+    from tools.invariants import invariants, total_lag
+    from tools.seed import seed_catalog
     from workers.models import OutboxEvent
 
     pairs = seed_catalog(args.payments, courses=5)

@@ -53,7 +53,7 @@ def use_prefix(prefix: str) -> None:
     """Switch this process (and what it starts) to another topic namespace, creating its topics."""
     from django.conf import settings
 
-    from enrollment.kafka import create_topics
+    from workers.kafka import create_topics
 
     os.environ["KAFKA_TOPIC_PREFIX"] = prefix
     settings.KAFKA_TOPIC_PREFIX = prefix
@@ -85,7 +85,7 @@ def machine() -> dict[str, str]:
 
 def produce_values(topic_name: str, items: list[tuple[bytes, bytes]]) -> float:
     """Produce (key, value) pairs as fast as the client goes; returns seconds."""
-    from enrollment.kafka import make_producer
+    from workers.kafka import make_producer
 
     producer = make_producer(**{"linger.ms": 20, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000})
     start = time.perf_counter()

@@ -74,7 +74,8 @@ def _machine_busy() -> tuple[float, float]:
 
 def measure(own: Callable[[], dict[str, int]]) -> Callable[[], dict[str, float]]:
     """`since = measure(pids)`; later `since()` returns the CPU seconds each component used in between, plus
-    `bench driver` (this process alone) and `machine_busy`/`machine_idle` for the whole machine (other processes included)."""
+    `bench driver` (this process alone) and `machine_busy`/`machine_idle` for the whole machine (other processes
+    included)."""
     before, (busy, idle), me = snapshot(own()), _machine_busy(), os.times()
 
     def since() -> dict[str, float]:

@@ -20,8 +20,8 @@ def kafka_raw(messages: int = 100_000, size: int = 300) -> dict[str, float]:
     """confluent-kafka produce (idempotent, acks=all) and consume (batches of 500, one sync commit each)."""
     from confluent_kafka import Consumer
 
-    from enrollment.kafka import base_config, create_topics
     from bench.common import produce_values
+    from workers.kafka import base_config, create_topics
 
     name = f"bench-raw-{uuid.uuid4().hex[:8]}"
     create_topics([name])

@@ -76,10 +76,9 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     the last sessions are scheduled and every cache invalidation is consumed."""
     from django.db import connection
 
-    from enrollment.events import topic
-    from enrollment.kafka import admin_client, group_lag
-    from enrollment.seed import purchase_confirmed, seed_catalog, seed_payments
+    from tools.seed import purchase_confirmed, seed_catalog, seed_payments
     from workers import health
+    from workers.kafka import admin_client, group_lag, topic
 
     prefix = f"bench-e2e-{uuid.uuid4().hex[:6]}."
     use_prefix(prefix)
@@ -162,8 +161,8 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     send time, so no coordinated omission), at a higher CPU cost that the app then competes with."""
     from django.conf import settings
 
-    from enrollment.seed import seed_catalog
     from purchases.signing import sign
+    from tools.seed import seed_catalog
 
     prefix = f"bench-web-{uuid.uuid4().hex[:6]}."
     use_prefix(prefix)

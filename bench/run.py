@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, machine, setup  # noqa: E402
+from bench.common import ROOT, machine, setup
 
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "var" / "bench"
@@ -55,7 +55,7 @@ def main() -> int:
     pipeline.wait_for_web(env["ADMIN_SERVICE_URL"])
     results["stages"] = {}
     try:
-        for name in ("purchases", "allocations", "sessions", "cache"):
+        for name in stages.names():
             print(f"stage {name} ...", flush=True)
             results["stages"][name] = stages.compare(name, n_stage, n_single)
             print(results["stages"][name], flush=True)

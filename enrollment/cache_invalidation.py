@@ -11,16 +11,18 @@ from collections.abc import Sequence
 
 from django.core.cache import cache
 from django_redis.exceptions import ConnectionInterrupted
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from enrollment.events import PURCHASE_CREATED, SESSIONS_SCHEDULED, TRAINER_ALLOCATED, Event
-from workers import metrics
-from workers.stage import Stage
+from enrollment.events import PURCHASE_CREATED, SESSIONS_SCHEDULED, TRAINER_ALLOCATED
+from workers.envelope import Event
+from workers.stage import DeadLetterPolicy, RetryPolicy, Stage
 
 log = logging.getLogger(__name__)
 
 INVALIDATING_EVENTS = frozenset({PURCHASE_CREATED, TRAINER_ALLOCATED, SESSIONS_SCHEDULED})
 CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
+CACHE_FAILURES = Counter("pipeline_cache_invalidation_failures_total", "Cache deletes that failed (acknowledged)")
 
 
 def home_key(student_id: int) -> str:
@@ -41,13 +43,13 @@ def handle_cache_event(event: Event) -> None:
 
 def handle_cache_events(events: Sequence[Event]) -> None:
     """One DEL for every student of the batch. Never raises on a Redis failure: logged and counted."""
-    students = sorted({e.student_id for e in events if e.event_type in INVALIDATING_EVENTS and e.student_id})
+    students = sorted({e.payload.student_id for e in events if e.event_type in INVALIDATING_EVENTS})
     if not students:
         return
     try:
         cache.delete_many([key for student_id in students for key in page_keys(student_id)])
     except CACHE_ERRORS as exc:
-        metrics.CACHE_FAILURES.inc(len(students))
+        CACHE_FAILURES.inc(len(students))
         log.warning(
             "cache invalidation failed",
             extra={"student_ids": students[:20], "students": len(students), "error": repr(exc)},
@@ -60,7 +62,7 @@ STAGE = Stage(
     topics=("purchase-created", "trainer-allocated", "sessions-scheduled"),
     handler=handle_cache_event,
     batch_handler=handle_cache_events,
-    max_attempts=1,
+    retry=RetryPolicy(max_attempts=1),
     record_processed=False,
-    dead_letters=False,
+    dead_letters=DeadLetterPolicy.LOG_AND_COUNT,
 )

@@ -1,55 +1,33 @@
-"""The event contract: topic names, event types, the envelope every message carries, and one payload schema
-per (event type, version).
+"""The event contract of the enrollment pipeline: event types, one payload schema per (event type, version),
+the topic of each type, and the partition key field. The envelope around the payload, its decoding and its
+limits belong to the framework (workers.envelope); the framework reads this contract through
+`settings.PIPELINE_CONTRACT = "enrollment.events.CONTRACT"`, never by an import.
 
-A message value is UTF-8 JSON:
-    {"event_id": UUID, "event_type": "PURCHASE_CONFIRMED", "version": 1, "occurred_at": ISO 8601 UTC,
-     "correlation_id": UUID (one per enrollment), "causation_id": UUID | null, "payload": {...}}
-The key is the student id, so one student's events stay in order within a topic.
-`decode()` turns bytes into a validated `Event` or raises `InvalidEvent` with the reason; invalid messages are
-never retried, they go straight to the dead-letter queue.
+The Kafka key is the student id, so one student's events stay in order within a topic.
 """
 from __future__ import annotations
 
-import datetime
-import functools
-import json
-import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from django.conf import settings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from workers.contract import Contract
 
 PURCHASE_CONFIRMED = "PURCHASE_CONFIRMED"
 PURCHASE_CREATED = "PURCHASE_CREATED"
 TRAINER_ALLOCATED = "TRAINER_ALLOCATED"
 SESSIONS_SCHEDULED = "SESSIONS_SCHEDULED"
 
-# Base topic names; `topic()` adds settings.KAFKA_TOPIC_PREFIX.
+# Base topic names; workers.kafka.topic() adds settings.KAFKA_TOPIC_PREFIX.
 TOPIC_BY_EVENT_TYPE = {
     PURCHASE_CONFIRMED: "purchase-confirmed",
     PURCHASE_CREATED: "purchase-created",
     TRAINER_ALLOCATED: "trainer-allocated",
     SESSIONS_SCHEDULED: "sessions-scheduled",
 }
-DEAD_LETTER_TOPIC = "dead-letter-queue"
-ALL_TOPICS = [*TOPIC_BY_EVENT_TYPE.values(), DEAD_LETTER_TOPIC]
 
 PositiveId = Annotated[int, Field(gt=0, lt=2**63)]
-
-
-def topic(base_name: str) -> str:
-    """The real topic name for a base name, with the configured prefix."""
-    return f"{settings.KAFKA_TOPIC_PREFIX}{base_name}"
-
-
-def topic_for_event_type(event_type: str) -> str:
-    return topic(TOPIC_BY_EVENT_TYPE[event_type])
-
-
-class InvalidEvent(Exception):
-    """The message cannot be an event of our contract. Never retried; dead-lettered with this reason."""
 
 
 class _Strict(BaseModel):
@@ -107,161 +85,4 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Strict]] = {
     (SESSIONS_SCHEDULED, 1): SessionsScheduledV1,
 }
 
-
-class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    event_id: uuid.UUID
-    event_type: Annotated[str, Field(min_length=1, max_length=64)]
-    version: Annotated[int, Field(ge=1, strict=True)]
-    occurred_at: datetime.datetime
-    correlation_id: uuid.UUID
-    causation_id: uuid.UUID | None = None
-    payload: dict[str, Any]
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, value: datetime.datetime) -> datetime.datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurred_at must carry a time zone (ISO 8601 UTC)")
-        return value
-
-
-@dataclass(frozen=True)
-class Event:
-    event_id: uuid.UUID
-    event_type: str
-    version: int
-    occurred_at: datetime.datetime
-    correlation_id: uuid.UUID
-    causation_id: uuid.UUID | None
-    payload: Any  # the payload schema instance for (event_type, version)
-
-    @property
-    def student_id(self) -> int | None:
-        return getattr(self.payload, "student_id", None)
-
-    def to_json(self) -> bytes:
-        return _dumps(
-            {
-                "event_id": str(self.event_id),
-                "event_type": self.event_type,
-                "version": self.version,
-                "occurred_at": self.occurred_at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
-                "correlation_id": str(self.correlation_id),
-                "causation_id": str(self.causation_id) if self.causation_id else None,
-                "payload": self.payload.model_dump(mode="json"),
-            }
-        )
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-
-
-def build_event(
-    event_type: str,
-    payload: dict[str, Any],
-    *,
-    correlation_id: uuid.UUID,
-    causation_id: uuid.UUID | None = None,
-    version: int = 1,
-) -> Event:
-    """A new event with a fresh id; the payload is validated against its schema (a bug here fails loudly)."""
-    schema = PAYLOAD_SCHEMAS[(event_type, version)]
-    return Event(
-        event_id=uuid.uuid4(),
-        event_type=event_type,
-        version=version,
-        occurred_at=datetime.datetime.now(datetime.timezone.utc),
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        payload=schema.model_validate(payload),
-    )
-
-
-def _reason(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
-    """Bytes from Kafka -> a validated Event, or InvalidEvent saying exactly what is wrong.
-
-    Fast path: pydantic parses and validates the envelope straight from the bytes (its JSON parser is written
-    in Rust), about 3x cheaper than json.loads + validating the dict; valid events always take it. Anything it
-    refuses is decoded again step by step, which says precisely what is wrong and is the rule for what is valid
-    (the fast path accepts nothing the step-by-step path refuses)."""
-    if value is None:
-        raise InvalidEvent("message has no value (tombstone)")
-    limit = max_bytes if max_bytes is not None else settings.KAFKA_MAX_MESSAGE_BYTES
-    if len(value) > limit:
-        raise InvalidEvent(f"message is {len(value)} bytes, over the {limit}-byte limit")
-    try:
-        envelope = _Envelope.model_validate_json(value)
-        payload = PAYLOAD_SCHEMAS[(envelope.event_type, envelope.version)].model_validate(envelope.payload)
-    except (ValidationError, KeyError):
-        return _decode_step_by_step(value)
-    return _event(envelope, payload)
-
-
-def _event(envelope: _Envelope, payload: _Strict) -> Event:
-    return Event(
-        event_id=envelope.event_id,
-        event_type=envelope.event_type,
-        version=envelope.version,
-        occurred_at=envelope.occurred_at,
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.causation_id,
-        payload=payload,
-    )
-
-
-def _decode_step_by_step(value: bytes) -> Event:
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(f"message is not UTF-8: {exc}") from exc
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"message is not JSON: {exc}") from exc
-    except RecursionError:  # hostile nesting: must not escape as a crash (the batch would be rewound forever)
-        raise InvalidEvent("message JSON nests too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise InvalidEvent(f"message has a JSON value that cannot be read: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise InvalidEvent(f"envelope must be a JSON object, got {type(raw).__name__}")
-    try:
-        envelope = _Envelope.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidEvent(f"invalid envelope: {_reason(exc)}") from exc
-    schema = PAYLOAD_SCHEMAS.get((envelope.event_type, envelope.version))
-    if schema is None:
-        known = sorted(v for (t, v) in PAYLOAD_SCHEMAS if t == envelope.event_type)
-        if not known:
-            raise InvalidEvent(f"unknown event type {envelope.event_type!r}")
-        raise InvalidEvent(f"unsupported version {envelope.version} of {envelope.event_type} (known: {known})")
-    try:
-        payload = schema.model_validate(envelope.payload)
-    except ValidationError as exc:
-        raise InvalidEvent(f"invalid {envelope.event_type} v{envelope.version} payload: {_reason(exc)}") from exc
-    return _event(envelope, payload)
-
-
-def misplaced(event: Event, topic_name: str) -> InvalidEvent | None:
-    """Each event type belongs on exactly one topic (TOPIC_BY_EVENT_TYPE). A valid event of another type on a
-    pipeline topic (e.g. TRAINER_ALLOCATED on purchase-confirmed) is invalid there: a handler written for another
-    payload would crash on it, or worse, act on the fields the payloads share (student_id, course_id).
-    Returns the error to dead-letter it with, or None when the event is where it belongs."""
-    expected = topic_for_event_type(event.event_type)
-    if topic_name == expected or topic_name not in _pipeline_topics(settings.KAFKA_TOPIC_PREFIX):
-        return None
-    return InvalidEvent(f"event type {event.event_type} does not belong on topic {topic_name} (its topic is {expected})")
-
-
-@functools.lru_cache(maxsize=16)
-def _pipeline_topics(prefix: str) -> frozenset[str]:
-    return frozenset(prefix + name for name in TOPIC_BY_EVENT_TYPE.values())
+CONTRACT = Contract(schemas=PAYLOAD_SCHEMAS, topics=TOPIC_BY_EVENT_TYPE, key_field="student_id")

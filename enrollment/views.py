@@ -1,7 +1,9 @@
 """The student's home and learning pages (JSON), cached in Redis under `student:home:{id}` and
 `student:learning:{id}` (see enrollment.cache_invalidation for the real Redis key and the invalidation).
 
-Redis down is not the student's problem: the page is built from the database and served uncached (logged).
+The core builds the frame of each page (the student, when it was generated) and each app adds its section
+(enrollment.pages, settings.STUDENT_PAGE_SECTIONS). Redis down is not the student's problem: the page is
+built from the database and served uncached (logged).
 """
 from __future__ import annotations
 
@@ -14,24 +16,11 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from allocations.models import TrainerAllocation
 from enrollment.cache_invalidation import CACHE_ERRORS, home_key, learning_key
 from enrollment.models import Student
-from purchases.models import StudentCoursePurchase
-from sessions_sched.models import TrainingSession
+from enrollment.pages import home_fields, learning_items
 
 log = logging.getLogger(__name__)
-
-UPCOMING_PER_COURSE = 7
-
-
-def _session_json(session: TrainingSession) -> dict[str, Any]:
-    return {
-        "session_id": session.pk,
-        "date": session.scheduled_date.isoformat(),
-        "time": session.scheduled_time.strftime("%H:%M"),
-        "starts_at": session.starts_at.isoformat(),
-    }
 
 
 def _student(student_id: int) -> Student:
@@ -45,52 +34,9 @@ def build_learning_page(student_id: int) -> dict[str, Any]:
     """Active purchases, each with its course, trainer allocation and upcoming sessions."""
     student = _student(student_id)
     now = timezone.now()
-    purchases = list(
-        StudentCoursePurchase.objects.filter(student_id=student_id, is_active=True)
-        .select_related("course")
-        .order_by("created_at", "id")
-    )
-    allocations = {
-        a.course_id: a
-        for a in TrainerAllocation.objects.filter(
-            student_id=student_id, status__in=TrainerAllocation.HOLDING_STATUSES
-        ).select_related("trainer")
-    }
-    sessions: dict[int, list[dict[str, Any]]] = {}
-    upcoming = TrainingSession.objects.filter(
-        allocation_id__in=[a.pk for a in allocations.values()],
-        status=TrainingSession.Status.SCHEDULED,
-        starts_at__gt=now,
-    ).order_by("starts_at")
-    for session in upcoming:
-        bucket = sessions.setdefault(session.allocation_id, [])
-        if len(bucket) < UPCOMING_PER_COURSE:
-            bucket.append(_session_json(session))
-
-    items = []
-    for purchase in purchases:
-        course = purchase.course
-        allocation = allocations.get(course.pk)
-        items.append(
-            {
-                "purchase_id": purchase.pk,
-                "purchased_at": purchase.created_at.isoformat(),
-                "course": {"id": course.pk, "title": course.title, "time_zone": course.time_zone},
-                "allocation": None
-                if allocation is None
-                else {
-                    "allocation_id": allocation.pk,
-                    "status": allocation.status,
-                    "trainer": {"id": allocation.trainer_id, "name": allocation.trainer.name},
-                    "slot_time": allocation.slot_time.strftime("%H:%M"),
-                    "weekdays": sorted(allocation.slot_weekdays),
-                },
-                "upcoming_sessions": [] if allocation is None else sessions.get(allocation.pk, []),
-            }
-        )
     return {
         "student": {"id": student.pk, "name": student.name},
-        "purchases": items,
+        "purchases": learning_items(student_id, now),
         "generated_at": now.isoformat(),
     }
 
@@ -99,30 +45,8 @@ def build_home_page(student_id: int) -> dict[str, Any]:
     """A summary: counts and the next session."""
     student = _student(student_id)
     now = timezone.now()
-    upcoming = TrainingSession.objects.filter(
-        allocation__student_id=student_id,
-        allocation__status__in=TrainerAllocation.HOLDING_STATUSES,
-        status=TrainingSession.Status.SCHEDULED,
-        starts_at__gt=now,
-    )
-    nxt = upcoming.select_related("allocation__course", "trainer").order_by("starts_at").first()
-    return {
-        "student": {"id": student.pk, "name": student.name},
-        "active_courses": StudentCoursePurchase.objects.filter(student_id=student_id, is_active=True).count(),
-        "courses_with_trainer": TrainerAllocation.objects.filter(
-            student_id=student_id, status__in=TrainerAllocation.HOLDING_STATUSES
-        ).count(),
-        "upcoming_sessions": upcoming.count(),
-        "next_session": None
-        if nxt is None
-        else {
-            **_session_json(nxt),
-            "course": {"id": nxt.allocation.course_id, "title": nxt.allocation.course.title},
-            "trainer": {"id": nxt.trainer_id, "name": nxt.trainer.name},
-            "time_zone": nxt.allocation.course.time_zone,
-        },
-        "generated_at": now.isoformat(),
-    }
+    return {"student": {"id": student.pk, "name": student.name}, **home_fields(student_id, now),
+            "generated_at": now.isoformat()}
 
 
 def cached_page(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Warm a web worker before it takes traffic (gunicorn's post_worker_init hook, enrollment/gunicorn_conf.py).
+"""Warm a web worker before it takes traffic (gunicorn's post_worker_init hook, settings/gunicorn.py).
 
 A cold worker's first requests compile the URL patterns, import the views and create the Kafka producer, which
 connects to the broker and obtains its idempotent producer id. Measured at 200 req/s on a fresh `web`: those
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-
 import threading
 from concurrent.futures import Executor
 
@@ -23,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def warm_up(timeout: float = 5.0) -> None:
-    """Resolve the URLs, connect the Kafka producer (and start marking what it publishes as sent), then move every object alive so far (Django, the app, the
-    libraries: hundreds of thousands) out of the garbage collector's sight with `gc.freeze()`, so a full
-    collection during a request does not walk them all (such pauses showed as 60-70 ms bursts of slow answers)."""
+    """Resolve the URLs, connect the Kafka producer (and start marking what it publishes as sent), then move
+    every object alive so far (Django, the app, the libraries: hundreds of thousands) out of the garbage
+    collector's sight with `gc.freeze()`, so a full collection during a request does not walk them all (such
+    pauses showed as 60-70 ms bursts of slow answers)."""
     try:
         get_resolver().resolve("/api/payments/confirmations")
     except Resolver404:

@@ -5,7 +5,7 @@ Forwarded header: behind a reverse proxy on the same host every request looks li
 with `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set. Everyone else gets 403.
 
 Under gunicorn with several worker processes each has its own counters; set PROMETHEUS_MULTIPROC_DIR (an empty
-directory, see enrollment/gunicorn_conf.py) and /metrics adds up every process's values.
+directory, see settings/gunicorn.py) and /metrics adds up every process's values.
 """
 from __future__ import annotations
 

@@ -22,11 +22,23 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from enrollment.events import PURCHASE_CONFIRMED
 from purchases.models import Payment
-from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
+from purchases.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    InvalidSignature,
+    verify,
+)
 from workers.outbox import Emission, emit_with
 from workers.sql import fetch
 
@@ -65,7 +77,7 @@ class PaymentConfirmation(BaseModel):
     @field_validator("confirmed_at")
     @classmethod
     def _to_utc(cls, value: datetime.datetime) -> datetime.datetime:
-        return value.astimezone(datetime.timezone.utc)
+        return value.astimezone(datetime.UTC)
 
     def content_sha256(self) -> str:
         """SHA-256 of the canonical JSON of the validated body: sorted keys, amount with 2 decimals,

@@ -176,7 +176,7 @@ def main() -> int:
     print(f"database {database}, topics {prefix}*, {args.payments} payments")
     call_command("migrate", verbosity=0)
     call_command("create_topics", partitions=settings.KAFKA_TOPIC_PARTITIONS, stdout=open(os.devnull, "w"))
-    from enrollment.seed import seed_catalog
+    from tools.seed import seed_catalog
 
     pairs = seed_catalog(args.payments, args.courses)
     log_path = ROOT / "var" / "demo" / "pipeline.log"
@@ -189,7 +189,7 @@ def main() -> int:
         send_seconds = time.monotonic() - started
         counts = wait_with_progress(args.payments, args.timeout)
         time.sleep(2)  # let the cache stage and the outbox bookkeeping settle before checking invariants
-        from enrollment.invariants import invariants
+        from tools.invariants import invariants
 
         checks = invariants(args.payments)
     finally:

@@ -42,7 +42,7 @@ def local_to_utc(
     day: datetime.date, at: datetime.time, tz: zoneinfo.ZoneInfo
 ) -> tuple[datetime.datetime, datetime.datetime]:
     """(normalized local datetime, UTC datetime) of a wall-clock time in `tz` (fold=0, see module doc)."""
-    starts_at = datetime.datetime.combine(day, at, tzinfo=tz).replace(fold=0).astimezone(datetime.timezone.utc)
+    starts_at = datetime.datetime.combine(day, at, tzinfo=tz).replace(fold=0).astimezone(datetime.UTC)
     return starts_at.astimezone(tz), starts_at
 
 

@@ -44,8 +44,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "enrollment.urls"
-WSGI_APPLICATION = "enrollment.wsgi.application"
+ROOT_URLCONF = "settings.urls"
+WSGI_APPLICATION = "settings.wsgi.application"
 
 TEMPLATES = [
     {
@@ -104,6 +104,25 @@ ALLOCATION_API_TOKEN = env("ALLOCATION_API_TOKEN", default="local-allocation-tok
 ALLOCATION_API_TIMEOUT_SECONDS = env.float("ALLOCATION_API_TIMEOUT_SECONDS", default=30.0)
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="local-webhook-secret")
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)
+
+# --- The pipeline: its stages and its event contract ---------------------------------------------
+# The stages in flow order, each the dotted path of a workers.stage.Stage. The framework (workers.registry)
+# loads them once; consumer commands, worker_health, create_topics, the trace page, the demo, the bench and
+# the e2e harness all read this list. Adding a stage: docs/adding-a-stage.md.
+PIPELINE_STAGES = [
+    "purchases.stage.STAGE",
+    "allocations.stage.STAGE",
+    "sessions_sched.stage.STAGE",
+    "enrollment.cache_invalidation.STAGE",
+]
+# Event types, payload schemas, the topic of each type and the partition key field (a workers.contract.Contract).
+PIPELINE_CONTRACT = "enrollment.events.CONTRACT"
+# The sections of the student pages (enrollment.pages), in the order they fill them.
+STUDENT_PAGE_SECTIONS = [
+    "purchases.pages.SECTION",
+    "allocations.pages.SECTION",
+    "sessions_sched.pages.SECTION",
+]
 
 # --- Workers -----------------------------------------------------------------------------------
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=500)

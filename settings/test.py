@@ -1,5 +1,5 @@
 """Test settings: the same real services, shorter timeouts and backoffs so retries run in seconds."""
-from settings import *  # noqa: F401,F403
+from settings import *
 
 RETRY_BASE_SECONDS = 0.2
 RETRY_MAX_SECONDS = 2.0
@@ -7,4 +7,4 @@ ALLOCATION_API_TIMEOUT_SECONDS = 2.0
 WORKER_BATCH_WAIT_SECONDS = 0.05
 # Fast hashing in tests; PBKDF2 too, for users that log in to a pipeline subprocess running production settings.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+LOGGING["root"]["level"] = "WARNING"

@@ -10,6 +10,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# What each test needs beyond PostgreSQL, so a suite can be picked by it (`pytest -m "not kafka and not e2e"`
+# runs on PostgreSQL and Redis alone). Tests say it with a fixture of the service, or with the marker.
+SERVICE_FIXTURES = {"topic_prefix": "kafka", "redis_cache": "redis"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        path = item.path.as_posix()
+        if "/tests/e2e/" in path:
+            item.add_marker("e2e")
+            item.add_marker("kafka")
+        if "/tests/browser/" in path:
+            item.add_marker("browser")
+        for fixture, marker in SERVICE_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
 def pytest_sessionstart(session):
     if os.environ.get("STACK_EXTERNAL") != "1":
         subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
@@ -20,7 +38,7 @@ def topic_prefix(settings):
     """A fresh topic namespace for this test; every topic of the pipeline exists in it."""
     from confluent_kafka import KafkaException
 
-    from enrollment.kafka import admin_client, create_topics
+    from workers.kafka import admin_client, create_topics
 
     prefix = settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:10]}."
     names = list(create_topics(partitions=2))

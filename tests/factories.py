@@ -8,11 +8,13 @@ import factory
 from django.utils import timezone
 
 from allocations.models import Trainer, TrainerAllocation, slot_time
-from enrollment.events import PURCHASE_CREATED, build_event, topic
+from enrollment.events import PURCHASE_CREATED
 from enrollment.models import Course, Student
 from purchases.models import Payment, StudentCoursePurchase
 from sessions_sched.models import TrainingSession
 from workers.dead_letters import encode_headers
+from workers.envelope import build_event
+from workers.kafka import topic
 from workers.models import DeadLetter
 
 
@@ -93,7 +95,7 @@ class SessionFactory(factory.django.DjangoModelFactory):
     scheduled_date = datetime.date(2030, 1, 7)
     scheduled_time = factory.SelfAttribute("allocation.slot_time")
     starts_at = factory.LazyAttribute(
-        lambda o: datetime.datetime.combine(o.scheduled_date, o.scheduled_time, tzinfo=datetime.timezone.utc)
+        lambda o: datetime.datetime.combine(o.scheduled_date, o.scheduled_time, tzinfo=datetime.UTC)
     )
 
 
@@ -105,11 +107,12 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
         model = DeadLetter
 
     class Params:
+        student_id = factory.Sequence(lambda n: 1000 + n)  # the event's partition key
         event = factory.LazyAttribute(lambda o: _purchase_created(o.student_id or 1, o.correlation_id or uuid.uuid4()))
 
     stage = "allocations"
     consumer_group = "trainer-allocation-workers"
-    student_id = factory.Sequence(lambda n: 1000 + n)
+    partition_key = factory.LazyAttribute(lambda o: None if o.student_id is None else str(o.student_id))
     correlation_id = factory.LazyFunction(uuid.uuid4)
     event_id = factory.LazyAttribute(lambda o: o.event.event_id)
     event_type = "PURCHASE_CREATED"
@@ -123,7 +126,8 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
     payload = factory.LazyAttribute(lambda o: o.event.to_json())
     error_class = "allocations.errors.NoTrainerAvailable"
     error_message = "no active trainer with a free slot for course 1"
-    traceback = 'Traceback (most recent call last):\n  File "allocations/handlers.py", line 42, in handle\nNoTrainerAvailable'
+    traceback = ('Traceback (most recent call last):\n  File "allocations/stage.py", line 42, in handle\n'
+                 'NoTrainerAvailable')
     attempts = 5
     first_failed_at = factory.LazyFunction(lambda: timezone.now() - datetime.timedelta(minutes=3))
     last_failed_at = factory.LazyFunction(timezone.now)

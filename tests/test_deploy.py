@@ -111,7 +111,7 @@ def gunicorn(collected, tmp_path_factory):
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus"))}
     log = tmp_path_factory.mktemp("gunicorn") / "stderr.log"
     process = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "enrollment.wsgi", "--config", "python:enrollment.gunicorn_conf",
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "settings.wsgi", "--config", "python:settings.gunicorn",
          "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2"],
         cwd=ROOT, env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "settings", "LOG_LEVEL": "WARNING", **env},
         stdout=subprocess.DEVNULL, stderr=log.open("w"),
@@ -214,7 +214,7 @@ def test_every_procfile_process_has_a_service_running_the_same_command():
         if wanted:
             assert _manage_command(service_cmd) == wanted, (name, service_cmd)
         else:
-            assert "gunicorn enrollment.wsgi" in command and "gunicorn enrollment.wsgi" in service_cmd
+            assert "gunicorn settings.wsgi" in command and "gunicorn settings.wsgi" in service_cmd
 
 
 def test_every_app_service_is_given_each_setting_without_a_safe_default():
@@ -262,7 +262,11 @@ def test_dockerfile_is_slim_pinned_non_root_and_collects_static_files():
     assert users and users[-1] not in ("root", "0")
     assert "pip install -r requirements.txt" in text
     assert "collectstatic --noinput" in text
-    assert re.search(r"^CMD \[\"gunicorn\", \"enrollment\.wsgi\"", text, re.M)
+    assert re.search(r"^CMD \[\"gunicorn\", \"settings\.wsgi\"", text, re.M)
+    assert "requirements-test" not in text  # the image ships no pytest, playwright or linters
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    packages = set(re.findall(r"^([a-z0-9-]+)", runtime, re.M))
+    assert not {"pytest", "pytest-django", "playwright", "factory-boy", "ruff", "import-linter"} & packages
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", "var/", ".git"} <= set(ignored)
 

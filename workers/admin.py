@@ -16,8 +16,11 @@ from django.utils.html import format_html, format_html_join
 from workers import dead_letter_actions
 from workers.dead_letters import decode_headers
 from workers.models import DeadLetter, DeadLetterAction
+from workers.registry import contract
 from workers.trace import build_trace, trace_link
 
+# The partition key is the contract's key field ("student_id" here): the column says which.
+KEY_LABEL = contract().key_field.replace("_", " ").capitalize()
 MAX_PAYLOAD_SHOWN = 50_000  # characters; an oversized poison message must not make the page unusable
 
 
@@ -39,11 +42,11 @@ def header_value(value: bytes | None) -> str:
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ("id", "stage", "error_class", "status", "event_type", "student_id", "correlation_id",
+    list_display = ("id", "stage", "error_class", "status", "event_type", "partition_key_shown", "correlation_id",
                     "attempts", "last_failed_at")
     list_filter = ("stage", "error_class", "status", "last_failed_at", "created_at")
-    search_fields = ("=correlation_id", "=event_id", "=student_id")  # applied by get_search_results below
-    search_help_text = "Exact correlation id, event id, dead letter id (UUIDs) or student id."
+    search_fields = ("=correlation_id", "=event_id", "=partition_key")  # applied by get_search_results below
+    search_help_text = f"Exact correlation id, event id, dead letter id (UUIDs) or {KEY_LABEL.lower()}."
     ordering = ("-last_failed_at", "-id")
     list_per_page = 50
     actions = ["replay_selected", "discard_selected"]
@@ -52,7 +55,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                "enrollment_trace")}),
         ("Failure", {"fields": ("stage", "consumer_group", "error_class", "error_message", "attempts",
                                 "first_failed_at", "last_failed_at", "traceback_text")}),
-        ("Event", {"fields": ("event_id", "event_type", "correlation_id", "student_id", "dead_letter_id",
+        ("Event", {"fields": ("event_id", "event_type", "correlation_id", "partition_key_shown", "dead_letter_id",
                               "created_at")}),
         ("Original message", {"fields": ("original_topic", "original_partition", "original_offset", "key_text",
                                          "headers_table", "payload_pretty")}),
@@ -60,7 +63,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     readonly_fields = ("status", "status_changed_at", "status_changed_by", "status_reason", "enrollment_trace",
                        "stage", "consumer_group", "error_class", "error_message", "attempts", "first_failed_at",
                        "last_failed_at", "traceback_text", "event_id", "event_type", "correlation_id",
-                       "student_id", "dead_letter_id", "created_at", "original_topic", "original_partition",
+                       "partition_key_shown", "dead_letter_id", "created_at", "original_topic", "original_partition",
                        "original_offset", "key_text", "headers_table", "payload_pretty")
 
     # --- permissions: read-only for everyone; actions need their own permission ---------------------
@@ -81,8 +84,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     # --- list ---------------------------------------------------------------------------------------
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
-        """Exact matches only: a UUID matches correlation, event or dead letter id; a number, the student id.
-        (Django's own `=` search would compare UUIDs and integers as text, or fail on a wrong type.)"""
+        """Exact matches only: a UUID matches correlation, event or dead letter id; anything else, the partition
+        key (the student id). (Django's own `=` search would compare UUIDs as text, or fail on a wrong type.)"""
         query = Q()
         for term in search_term.split():
             try:
@@ -91,10 +94,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                 continue
             except ValueError:
                 pass
-            if term.lstrip("-").isdigit() and abs(int(term)) < 2**63:
-                query |= Q(student_id=int(term))
-            else:
-                query |= Q(pk__in=[])  # nothing else can match exactly
+            query |= Q(partition_key=term)
         return (queryset.filter(query) if query else queryset), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
@@ -106,6 +106,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     # --- detail -------------------------------------------------------------------------------------
+    @admin.display(description=KEY_LABEL, ordering="partition_key")
+    def partition_key_shown(self, obj: DeadLetter) -> str:
+        return obj.partition_key or "-"
+
     @admin.display(description="Payload")
     def payload_pretty(self, obj: DeadLetter) -> str:
         return format_html('<pre class="dl-payload">{}</pre>', payload_text(bytes(obj.payload)))

@@ -1,4 +1,4 @@
-"""The base management command of every stage: `consume_<stage>` only names its Stage."""
+"""The base management command of every stage: `consume_<stage>` only names its registered stage."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +6,7 @@ import logging
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from workers import metrics
+from workers import metrics, registry
 from workers.consumer import StageConsumer
 from workers.stage import Stage
 
@@ -14,12 +14,16 @@ log = logging.getLogger(__name__)
 
 
 class StageCommand(BaseCommand):
-    stage: Stage  # set by the subclass
+    stage_name: str  # set by the subclass: a stage name of settings.PIPELINE_STAGES
+
+    @property
+    def stage(self) -> Stage:
+        return registry.stage(self.stage_name)
 
     @property
     def help(self) -> str:  # type: ignore[override]
         s = self.stage
-        return f"Consume {', '.join(s.topics)} as group {s.group_id} (stage {s.name}, {s.max_attempts} attempts)."
+        return f"Consume {', '.join(s.topics)} as group {s.group_id} (stage {s.name}, {s.retry.max_attempts} attempts)."
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=settings.WORKER_BATCH_SIZE)

@@ -10,17 +10,17 @@ committed is skipped by its ProcessedEvent row.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
-from enrollment.kafka import make_consumer, make_producer
 from workers import metrics
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
+from workers.kafka import make_consumer, make_producer
+from workers.loop import StopFlag, reset_db_connection, run_until_stopped
 from workers.models import PendingRetry
 from workers.outbox import publisher
 from workers.processing import Processor
@@ -63,7 +63,7 @@ class StageConsumer:
             breaker=self.breaker,
             dead_letters=DeadLetterPublisher(self.producer),
         )
-        self.stop_requested = False
+        self.stop = StopFlag(stage.name)
         self._paused = False
         self._infra_failures = 0
         self._gauges_at = 0.0
@@ -74,18 +74,16 @@ class StageConsumer:
     def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
         """Poll until SIGTERM/SIGINT (or `should_stop()`), then finish the batch, commit and close."""
         try:
-            while not self.stop_requested and not (should_stop and should_stop()):
-                self.poll_once()
+            run_until_stopped(lambda: self.poll_once() > 0, stop=self.stop, should_stop=should_stop)
         finally:
             self.close()
 
-    def install_signal_handlers(self) -> None:
-        def request_stop(signum, frame):
-            log.info("stop requested", extra={"stage": self.stage.name, "signal": signum})
-            self.stop_requested = True
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop.requested
 
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+    def install_signal_handlers(self) -> None:
+        self.stop.install()
 
     def poll_once(self) -> int:
         """One iteration: poll a batch, process and commit it, run due retries. Returns messages polled."""
@@ -188,10 +186,7 @@ class StageConsumer:
 
     @staticmethod
     def _reset_db() -> None:
-        try:
-            connection.close()
-        except Exception:
-            pass
+        reset_db_connection()
 
     def close(self) -> None:
         try:

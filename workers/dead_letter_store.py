@@ -20,8 +20,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from enrollment.kafka import make_producer
 from workers.dead_letters import context_from_headers, decode_headers, encode_headers
+from workers.kafka import make_producer
 from workers.models import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def row_fields(msg: Message) -> dict:
         "first_failed_at": _when(context.get("first_failed_at")),
         "last_failed_at": _when(context.get("last_failed_at")),
         "correlation_id": _uuid(context.get("correlation_id")),
-        "student_id": _int(context.get("student_id"), None),
+        "partition_key": context.get("partition_key") or None,
     }
 
 

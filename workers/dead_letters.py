@@ -3,7 +3,7 @@
 Format (the Kafka Connect / Spring convention): the DLQ message's key and value are the original key and value,
 byte for byte; its headers are the original headers followed by `dlq.*` headers with the context (original
 topic, partition, offset, consumer group, stage, error class and message, traceback, attempts, first and last
-failure, correlation id, event id, student id). `publish()` waits for the broker's acknowledgement, so a
+failure, correlation id, event id, partition key). `publish()` waits for the broker's acknowledgement, so a
 dead letter is durable before the consumer commits the offset past the original message.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 
-from enrollment.events import DEAD_LETTER_TOPIC, topic
 from workers import metrics
+from workers.kafka import DEAD_LETTER_TOPIC, topic
 
 log = logging.getLogger(__name__)
 HEADER_PREFIX = "dlq."
@@ -78,7 +78,7 @@ class DeadLetterRecord:
     event_id: str | None = None
     event_type: str | None = None
     correlation_id: str | None = None
-    student_id: int | None = None
+    partition_key: str | None = None  # the contract's key field of the event (e.g. the student id)
 
     def headers(self) -> list[tuple[str, bytes]]:
         context = {
@@ -97,7 +97,7 @@ class DeadLetterRecord:
             "event_id": self.event_id,
             "event_type": self.event_type,
             "correlation_id": self.correlation_id,
-            "student_id": self.student_id,
+            "partition_key": self.partition_key,
         }
         # Every context header, empty when unknown: the original message may carry dlq.* headers of its own, and
         # reading the context back (the last header of a name wins) must never take one of those for ours.
@@ -141,7 +141,8 @@ class DeadLetterPublisher:
         name = topic(DEAD_LETTER_TOPIC)
         for record in records:
             self.producer.produce(
-                name, key=record.source.key, value=record.source.value, headers=record.headers(), on_delivery=on_delivery
+                name, key=record.source.key, value=record.source.value, headers=record.headers(),
+                on_delivery=on_delivery,
             )
         self.producer.flush(self.timeout)
         if failed or acked != len(records):

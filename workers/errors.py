@@ -1,19 +1,18 @@
 """How a handler tells the framework what kind of failure it hit.
 
-- TransientError (and the library errors in TRANSIENT_ERRORS): worth retrying later; retried with backoff up
-  to the stage's limit, then dead-lettered. DependencyUnavailable and the library errors of OUTAGE_ERRORS
-  (timeouts, refused connections, database or Redis down) also feed the stage's circuit breaker.
+- TransientError (and the errors in TRANSIENT_ERRORS): worth retrying later; retried with backoff up to the
+  stage's limit, then dead-lettered. DependencyUnavailable and the errors of OUTAGE_ERRORS (timeouts, refused
+  connections, the database down) also feed the stage's circuit breaker. A stage's client maps its library's
+  errors to these (the allocation client turns `requests` timeouts into DependencyUnavailable), or the
+  stage's RetryPolicy names them (`outage_errors`), so the framework imports no HTTP or Redis library.
 - PermanentError: retrying cannot help (unknown student, a 4xx from a dependency); dead-lettered at once.
 - Any other exception is a bug or an unexpected state: treated like a transient error (retried, then
   dead-lettered) so a deploy that fixes the bug can still save the event, but it does not trip the breaker.
-- InvalidEvent (enrollment.events): the message is not an event at all; dead-lettered at once.
+- InvalidEvent (workers.envelope): the message is not an event at all; dead-lettered at once.
 """
 from __future__ import annotations
 
 import django.db
-import requests
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class TransientError(Exception):
@@ -34,21 +33,10 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     DependencyUnavailable,
     TimeoutError,
     ConnectionError,
-    requests.Timeout,
-    requests.ConnectionError,
     django.db.OperationalError,
     django.db.InterfaceError,
-    RedisConnectionError,
-    RedisTimeoutError,
 )
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, *OUTAGE_ERRORS)
 
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_ERRORS)
-
-
-def is_outage(exc: BaseException) -> bool:
-    return isinstance(exc, OUTAGE_ERRORS)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from enrollment.kafka import admin_client
+from workers.kafka import DEAD_LETTER_TOPIC, admin_client, topic
+from workers.registry import stages
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 PROGRESS_SAMPLE_SECONDS = 1.0
@@ -61,17 +62,11 @@ class GroupHealth:
 
 
 def targets() -> dict[str, Target]:
-    """Every long-running consumer of the pipeline, named like its Procfile process."""
-    # Imported here: the stages live in the apps, which import this framework package.
-    from allocations.handlers import STAGE as allocations
-    from enrollment.cache_invalidation import STAGE as cache
-    from enrollment.events import DEAD_LETTER_TOPIC, topic
-    from purchases.handlers import STAGE as purchases
-    from sessions_sched.handlers import STAGE as sessions
+    """Every long-running consumer of the pipeline, named like its Procfile process: the registered stages
+    (settings.PIPELINE_STAGES), then the dead-letter persister."""
     from workers.dead_letter_store import PERSISTER_GROUP
 
-    found = {s.name: Target(s.name, s.kafka_group_id(), tuple(s.topic_names()))
-             for s in (purchases, allocations, sessions, cache)}
+    found = {s.name: Target(s.name, s.kafka_group_id(), tuple(s.topic_names())) for s in stages()}
     found["dead_letters"] = Target("dead_letters", topic(PERSISTER_GROUP), (topic(DEAD_LETTER_TOPIC),))
     return found
 
@@ -153,7 +148,7 @@ def _lag(client: AdminClient, topics: tuple[str, ...], committed: dict[tuple[str
 
 def _offsets(client: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec,
              timeout: float) -> dict[tuple[str, int], int]:
-    futures = client.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
+    futures = client.list_offsets(dict.fromkeys(partitions, spec), request_timeout=timeout)
     return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
 

@@ -19,9 +19,11 @@ END_TO_END_SECONDS = Histogram(
 )
 PENDING_RETRIES = Gauge("pipeline_pending_retries", "Events waiting for a retry", ["stage"])
 CONSUMER_LAG = Gauge("pipeline_consumer_lag", "Messages behind the partition end", ["stage", "topic", "partition"])
-BREAKER_OPEN = Gauge("pipeline_circuit_open", "1 while the stage's circuit breaker is open (dependency down)", ["stage"])
+BREAKER_OPEN = Gauge("pipeline_circuit_open", "1 while the stage's circuit breaker is open (dependency down)",
+                     ["stage"])
 BREAKER_TRANSITIONS = Counter("pipeline_circuit_transitions_total", "Breaker state changes", ["stage", "state"])
-CACHE_FAILURES = Counter("pipeline_cache_invalidation_failures_total", "Cache deletes that failed (acknowledged)")
+EVENTS_DROPPED = Counter("pipeline_events_dropped_total",
+                         "Events given up on by a stage whose dead-letter policy is log-and-count", ["stage", "reason"])
 OUTBOX_SENT = Counter("pipeline_outbox_sent_total", "Outbox rows confirmed by the broker")
 OUTBOX_PUBLISH_FAILED = Counter("pipeline_outbox_publish_failed_total", "Outbox deliveries that failed")
 DEAD_LETTERS_STORED = Counter("pipeline_dead_letters_stored_total", "DLQ messages stored as DeadLetter rows")

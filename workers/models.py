@@ -18,7 +18,9 @@ class ProcessedEvent(models.Model):
 
     class Meta:
         db_table = "processed_events"
-        constraints = [models.UniqueConstraint(fields=["consumer", "event_id"], name="uniq_processed_event_per_consumer")]
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "event_id"], name="uniq_processed_event_per_consumer"),
+        ]
         # Only pruning reads by time, and rows arrive in time order: a BRIN index serves that range scan at a
         # fraction of a B-tree's cost on every claim (this table takes one row per event per stage).
         indexes = [BrinIndex(fields=["processed_at"], name="processed_events_at_brin")]
@@ -112,7 +114,8 @@ class DeadLetter(models.Model):
     first_failed_at = models.DateTimeField()
     last_failed_at = models.DateTimeField()
     correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
-    student_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # The value of the contract's key field (settings.PIPELINE_CONTRACT): in this pipeline, the student id.
+    partition_key = models.CharField(max_length=255, null=True, blank=True, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_changed_by = models.CharField(max_length=150, blank=True, default="")

@@ -21,10 +21,11 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from enrollment.events import Event, build_event, topic_for_event_type
-from enrollment.kafka import make_producer
 from workers import metrics
+from workers.envelope import Event, build_event, topic_for_event_type
+from workers.kafka import make_producer
 from workers.models import OutboxEvent
+from workers.registry import contract
 from workers.sql import fetch, unnest_insert
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def prepare(emission: Emission) -> tuple[Event, OutboxMessage]:
     """The event for an emission and the outbox message that carries it (row id not known yet)."""
     event = build_event(emission.event_type, emission.payload, correlation_id=emission.correlation_id,
                         causation_id=emission.causation_id)
-    key = emission.key if emission.key is not None else emission.payload["student_id"]
+    key = emission.key if emission.key is not None else contract().key_of(emission.payload)
     return event, OutboxMessage(pk=0, event_id=event.event_id, event_type=event.event_type,
                                 topic=topic_for_event_type(event.event_type), key=str(key), value=event.to_json())
 

@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import datetime
 import logging
-import traceback
 from collections.abc import Sequence
 
 from django.db import transaction
 from django.utils import timezone
 
-from enrollment.events import Event, InvalidEvent, decode, misplaced
 from workers import metrics
 from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
-from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage, decode_headers, encode_headers
-from workers.errors import PermanentError, is_outage, is_transient
+from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
+from workers.envelope import Event, InvalidEvent, decode, misplaced
+from workers.errors import PermanentError
 from workers.models import PendingRetry
+from workers.pending import error_parts, keep, pending_row, source_of
 from workers.retry import Backoff, CircuitBreaker
 from workers.sql import fetch_skipping_conflicts
-from workers.stage import Stage
+from workers.stage import DeadLetterPolicy, Stage
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,8 @@ SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%b::uuid[], %b::text[],
 """
 
 
-def _error_parts(exc: BaseException) -> tuple[str, str, str]:
-    cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return cls, str(exc) or cls, "".join(traceback.format_exception(exc))
+def _key_text(key: object) -> str | None:
+    return None if key is None else str(key)
 
 
 class Processor:
@@ -54,7 +53,8 @@ class Processor:
         self, stage: Stage, *, backoff: Backoff, breaker: CircuitBreaker, dead_letters: DeadLetterPublisher
     ) -> None:
         self.stage = stage
-        self.backoff = backoff
+        self.policy = stage.retry
+        self.backoff = stage.retry.backoff or backoff
         self.breaker = breaker
         self.dead_letters = dead_letters
         self._processed = metrics.EVENTS_PROCESSED.labels(stage.name)
@@ -158,53 +158,30 @@ class Processor:
         self, source: SourceMessage, event: Event, exc: Exception, *, attempts: int, first_failed_at
     ) -> None:
         """First failure of a freshly consumed event: retry later, or dead-letter now."""
-        transient = is_transient(exc)
+        transient = self.policy.is_transient(exc)
         kind = "permanent" if isinstance(exc, PermanentError) else ("transient" if transient else "unexpected")
         metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
-        self.breaker.record(outage=is_outage(exc))
-        if not self.stage.dead_letters:
-            log.warning("handler failed; acknowledged (stage never dead-letters)", exc_info=exc,
+        self.breaker.record(outage=self.policy.is_outage(exc))
+        if self.stage.dead_letters is DeadLetterPolicy.LOG_AND_COUNT:
+            metrics.EVENTS_DROPPED.labels(self.stage.name, kind).inc()
+            log.warning("handler failed; acknowledged (dead-letter policy: log and count)", exc_info=exc,
                         extra={"stage": self.stage.name, "event_id": str(event.event_id)})
             return
-        if isinstance(exc, PermanentError) or attempts >= self.stage.max_attempts:
+        if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
             reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
             self._dead_letter([self._record(source, event, exc, attempts=attempts, reason=reason,
                                             first_failed_at=first_failed_at)])
             return
         now = timezone.now()
-        cls, message, tb = _error_parts(exc)
-        PendingRetry.objects.bulk_create(
-            [
-                PendingRetry(
-                    consumer=self.stage.group_id, event_id=event.event_id, topic=source.topic,
-                    partition=source.partition, offset=source.offset, key=source.key, value=source.value,
-                    headers=encode_headers(source.headers), attempts=attempts,
-                    next_attempt_at=now + datetime.timedelta(seconds=self.backoff.delay(attempts)),
-                    first_failed_at=now, last_failed_at=now, error_class=cls, error_message=message,
-                    traceback=tb, correlation_id=event.correlation_id,
-                )
-            ],
-            ignore_conflicts=True,  # already waiting (a redelivery of the same event): keep its count
-        )
+        due = now + datetime.timedelta(seconds=self.backoff.delay(attempts))
+        keep([pending_row(self.stage.group_id, source, event, attempts=attempts, due=due, now=now, exc=exc)])
         metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
 
     def _park(self, events: Sequence[tuple[SourceMessage, Event]]) -> None:
         """Keep events for later without spending an attempt (the breaker is open)."""
         now = timezone.now()
-        PendingRetry.objects.bulk_create(
-            [
-                PendingRetry(
-                    consumer=self.stage.group_id, event_id=e.event_id, topic=s.topic, partition=s.partition,
-                    offset=s.offset, key=s.key, value=s.value,
-                    headers=encode_headers(s.headers), attempts=0,
-                    next_attempt_at=now, first_failed_at=now, last_failed_at=now,
-                    error_class="", error_message="parked while the circuit breaker was open",
-                    correlation_id=e.correlation_id,
-                )
-                for s, e in events
-            ],
-            ignore_conflicts=True,
-        )
+        keep([pending_row(self.stage.group_id, s, e, attempts=0, due=now, now=now,
+                          note="parked while the circuit breaker was open") for s, e in events])
 
     # --- retries --------------------------------------------------------------------------------------
     def run_due(self, limit: int = 100) -> int:
@@ -241,11 +218,7 @@ class Processor:
             return self._retry(row, probe=True)
 
     def _retry(self, row: PendingRetry, *, probe: bool) -> bool:
-        source = SourceMessage(
-            topic=row.topic, partition=row.partition, offset=row.offset,
-            key=bytes(row.key) if row.key is not None else None, value=bytes(row.value),
-            headers=decode_headers(row.headers),
-        )
+        source = source_of(row)
         event = decode(source.value)  # it decoded when it was stored
         try:
             with transaction.atomic():
@@ -257,11 +230,12 @@ class Processor:
             self._resolve_replays([source])
             return True
         except Exception as exc:
-            outage = is_outage(exc)
+            outage = self.policy.is_outage(exc)
             self.breaker.record(outage=outage)
-            metrics.EVENTS_FAILED.labels(self.stage.name, "transient" if is_transient(exc) else "retry").inc()
+            kind = "transient" if self.policy.is_transient(exc) else "retry"
+            metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
             attempts = row.attempts if (probe and outage) else row.attempts + 1
-            if isinstance(exc, PermanentError) or attempts >= self.stage.max_attempts:
+            if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
                 reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
                 record = self._record(source, event, exc, attempts=attempts, reason=reason,
                                       first_failed_at=row.first_failed_at)
@@ -269,7 +243,7 @@ class Processor:
                 row.delete()
                 return False
             now = timezone.now()
-            row.error_class, row.error_message, row.traceback = _error_parts(exc)
+            row.error_class, row.error_message, row.traceback = error_parts(exc)
             row.attempts, row.last_failed_at = attempts, now
             row.next_attempt_at = now + datetime.timedelta(seconds=self.backoff.delay(max(attempts, 1)))
             row.save()
@@ -278,7 +252,7 @@ class Processor:
 
     # --- dead letters ---------------------------------------------------------------------------------
     def _record(self, source, event, exc, *, attempts, reason, first_failed_at=None) -> DeadLetterRecord:
-        cls, message, tb = _error_parts(exc)
+        cls, message, tb = error_parts(exc)
         now = timezone.now()
         return DeadLetterRecord(
             source=source, stage=self.stage.name, consumer_group=self.stage.group_id, error_class=cls,
@@ -286,15 +260,17 @@ class Processor:
             last_failed_at=now, reason=reason,
             event_id=str(event.event_id) if event else None, event_type=event.event_type if event else None,
             correlation_id=str(event.correlation_id) if event else None,
-            student_id=event.student_id if event else None,
+            partition_key=_key_text(event.key) if event else None,
         )
 
     def _dead_letter(self, records: list[DeadLetterRecord]) -> None:
         if not records:
             return
-        if not self.stage.dead_letters:
+        if self.stage.dead_letters is DeadLetterPolicy.LOG_AND_COUNT:
             for record in records:
-                log.warning("dropped an invalid message (stage never dead-letters): %s", record.error_message,
+                metrics.EVENTS_DROPPED.labels(self.stage.name, record.reason).inc()
+                what = "an invalid message" if record.reason == "invalid" else f"a message ({record.reason})"
+                log.warning("dropped %s (dead-letter policy: log and count): %s", what, record.error_message,
                             extra={"stage": self.stage.name, "topic": record.source.topic,
                                    "offset": record.source.offset})
             return

@@ -79,7 +79,8 @@ def unnest_insert(
     aliases = ", ".join(f"c{i}" for i in range(len(names)))
     select = ", ".join([f"u.c{i}" for i in range(len(names))] + list(constants.values()))
     arrays = ", ".join(f"%b::{columns[name]}[]" for name in names)
-    sql = f'INSERT INTO {table} ({", ".join([*names, *constants])}) SELECT {select} FROM unnest({arrays}) AS u({aliases})'
+    into = ", ".join([*names, *constants])
+    sql = f"INSERT INTO {table} ({into}) SELECT {select} FROM unnest({arrays}) AS u({aliases})"
     params = [list(values[name]) for name in names]
     if on_conflict:
         return fetch_skipping_conflicts(sql, params, on_conflict, returning)

@@ -1,13 +1,64 @@
-"""What a stage is: the only things a stage's consumer says about itself."""
+"""What a stage is: the only things a stage's consumer says about itself.
+
+A stage is registered by dotted path in `settings.PIPELINE_STAGES` (workers.registry); the framework owns the
+loop, the transactions, retries, dead letters, metrics and the commit policy, and hands each event (or each
+batch) to the stage's handler.
+"""
 from __future__ import annotations
 
+import enum
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from enrollment.events import Event, topic
+from workers.errors import OUTAGE_ERRORS, TRANSIENT_ERRORS
+from workers.kafka import topic
 
-Handler = Callable[[Event], None]
-BatchHandler = Callable[[Sequence[Event]], None]
+if TYPE_CHECKING:
+    from workers.envelope import Event
+    from workers.retry import Backoff
+    from workers.trace import TraceSection
+
+Handler = Callable[["Event"], None]
+BatchHandler = Callable[[Sequence["Event"]], None]
+TraceHook = Callable[[uuid.UUID], "TraceSection"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a stage's failures are retried (as procrastinate's RetryStrategy).
+
+    max_attempts:     attempts in all, the first one included; then the event is dead-lettered.
+    backoff:          the waits between attempts; None: settings.RETRY_BASE_SECONDS / RETRY_MAX_SECONDS.
+    outage_errors:    exception classes of the stage's own libraries that mean "the dependency is down",
+                      on top of workers.errors.OUTAGE_ERRORS: retried, and counted by the circuit breaker.
+                      A stage whose client already maps its errors to DependencyUnavailable names none.
+    transient_errors: exception classes worth retrying that are not outages, on top of TransientError.
+    """
+
+    max_attempts: int = 3
+    backoff: Backoff | None = None
+    outage_errors: tuple[type[BaseException], ...] = ()
+    transient_errors: tuple[type[BaseException], ...] = ()
+
+    def is_outage(self, exc: BaseException) -> bool:
+        return isinstance(exc, (*OUTAGE_ERRORS, *self.outage_errors))
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, (*TRANSIENT_ERRORS, *self.outage_errors, *self.transient_errors))
+
+
+class DeadLetterPolicy(enum.Enum):
+    """What happens to a message the stage gives up on (as Arroyo's DlqPolicy).
+
+    PUBLISH:       to the dead-letter topic with its full context, acknowledged before the offset moves on.
+    LOG_AND_COUNT: logged and counted (`pipeline_events_dropped_total`), then acknowledged: for a stage whose
+                   work is optional and idempotent by nature, such as deleting cached pages.
+    """
+
+    PUBLISH = "publish"
+    LOG_AND_COUNT = "log_and_count"
 
 
 @dataclass(frozen=True)
@@ -20,23 +71,27 @@ class Stage:
     batch_handler:  optional; does the work of many events at once (e.g. one HTTP call for a whole batch),
                     same transaction rules. When it raises, the framework falls back to `handler` one event
                     at a time, each in its own transaction.
-    batchable:      whether several events may share one transaction at all.
+    batchable:      whether several events may share one transaction at all (a non-batchable stage has no
+                    batch handler).
     record_processed: write a ProcessedEvent row per event (skip events already processed by this group).
                     A stage whose effect is idempotent by nature and outside the DB (cache deletes) may turn
                     it off.
-    dead_letters:   False for stages that must never dead-letter (cache): failures are logged and counted.
+    retry, dead_letters: the stage's policies (above).
+    trace:          optional hook: correlation id -> this stage's rows of the enrollment trace (workers.trace).
+    on_close:       release what the handler holds (HTTP sessions) at shutdown.
     """
 
     name: str
     group_id: str
     topics: tuple[str, ...]  # base topic names; the configured prefix is added at run time
     handler: Handler
-    max_attempts: int = 3
     batch_handler: BatchHandler | None = None
     batchable: bool = True
     record_processed: bool = True
-    dead_letters: bool = True
-    on_close: Callable[[], None] | None = None  # release what the handler holds (HTTP sessions) at shutdown
+    retry: RetryPolicy = RetryPolicy()
+    dead_letters: DeadLetterPolicy = DeadLetterPolicy.PUBLISH
+    trace: TraceHook | None = None
+    on_close: Callable[[], None] | None = None
 
     def topic_names(self) -> list[str]:
         return [topic(name) for name in self.topics]

@@ -1,10 +1,11 @@
-"""The enrollment trace: everything one enrollment (one correlation id, from the payment on) left behind, as a
-timeline across stages, for the admin page `admin:workers_deadletter_trace`.
+"""The enrollment trace: everything one business flow (one correlation id) left behind, as a timeline across
+stages, for the admin page `admin:workers_deadletter_trace`.
 
-Sources: the payment, purchase, allocation and session rows it produced; the outbox (each event emitted, sent
-or not); processed_events (each consumer group that handled an event, and when); pending retries; dead
-letters and what operators did to them. Every one of these tables carries the correlation id (sessions through
-their allocation), so the trace is a handful of indexed queries.
+The framework contributes what it owns: the outbox (each event emitted, sent or not), processed_events (each
+consumer group that handled an event, and when), pending retries, dead letters and what operators did to
+them. Each registered stage contributes its own rows through its `trace` hook (a `TraceSection`: timeline
+steps plus rows for the "Rows produced" table), as `django.contrib.admin` collects each app's `admin.py`.
+Every table carries the correlation id, so the trace is a handful of indexed queries.
 """
 from __future__ import annotations
 
@@ -16,12 +17,8 @@ from django.db.models import Model
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from allocations.models import TrainerAllocation
-from purchases.models import Payment, StudentCoursePurchase
-from sessions_sched.models import TrainingSession
 from workers.models import DeadLetter, OutboxEvent, PendingRetry, ProcessedEvent
-
-MAX_SESSIONS_LISTED = 100
+from workers.registry import stages
 
 
 @dataclass(frozen=True)
@@ -36,15 +33,31 @@ class Step:
     url: str | None = None
 
 
+@dataclass(frozen=True)
+class TraceRow:
+    """One line of the "Rows produced" table: a kind of row, the row (a label, linked when it has an admin
+    page; None for "none of this kind"), and a detail. `element_id` gives the label's cell an HTML id."""
+
+    kind: str
+    label: str | None
+    detail: str = ""
+    url: str | None = None
+    element_id: str = ""
+
+
+@dataclass
+class TraceSection:
+    """What one stage contributes to a trace."""
+
+    steps: list[Step] = field(default_factory=list)
+    rows: list[TraceRow] = field(default_factory=list)
+
+
 @dataclass
 class Trace:
     correlation_id: uuid.UUID
     steps: list[Step] = field(default_factory=list)
-    payments: list[Payment] = field(default_factory=list)
-    purchases: list[StudentCoursePurchase] = field(default_factory=list)
-    allocations: list[TrainerAllocation] = field(default_factory=list)
-    sessions: list[TrainingSession] = field(default_factory=list)
-    sessions_count: int = 0
+    rows: list[TraceRow] = field(default_factory=list)
     outbox: list[OutboxEvent] = field(default_factory=list)
     processed: list[ProcessedEvent] = field(default_factory=list)
     retries: list[PendingRetry] = field(default_factory=list)
@@ -66,39 +79,36 @@ def trace_link(correlation_id: uuid.UUID | str | None) -> str:
     return format_html('<a href="{}">Enrollment trace of {}</a>', trace_url(correlation_id), correlation_id)
 
 
-def _admin_url(obj: Model) -> str | None:
+def admin_url(obj: Model) -> str | None:
+    """The admin change page of a row, or None when its model is not in the admin."""
     try:
         return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:  # model not registered in the admin
+    except NoReverseMatch:
         return None
 
 
 def build_trace(correlation_id: uuid.UUID) -> Trace:
-    """Collect every row of one enrollment and the timeline they make, oldest first."""
+    """Collect every row of one flow and the timeline they make, oldest first."""
     cid = correlation_id
     trace = Trace(
         correlation_id=cid,
-        payments=list(Payment.objects.filter(correlation_id=cid).select_related("student", "course")),
-        purchases=list(StudentCoursePurchase.objects.filter(correlation_id=cid).select_related("course")),
-        allocations=list(TrainerAllocation.objects.filter(correlation_id=cid).select_related("trainer", "course")),
         outbox=list(OutboxEvent.objects.filter(correlation_id=cid).order_by("created_at", "id")),
         processed=list(ProcessedEvent.objects.filter(correlation_id=cid).order_by("processed_at", "id")),
         retries=list(PendingRetry.objects.filter(correlation_id=cid).order_by("next_attempt_at")),
         dead_letters=list(DeadLetter.objects.filter(correlation_id=cid).order_by("last_failed_at", "id")),
     )
-    sessions = TrainingSession.objects.filter(allocation__correlation_id=cid).order_by("starts_at", "id")
-    trace.sessions_count = sessions.count()
-    trace.sessions = list(sessions.select_related("trainer")[:MAX_SESSIONS_LISTED])
-    trace.steps = sorted(_steps(trace), key=lambda step: step.at)  # stable: ties keep the flow's order
+    steps = _framework_steps(trace)  # first: on a tie, "Handled X" comes before what handling X made
+    for stage in stages():  # flow order: the rows table reads like the pipeline
+        if stage.trace is not None:
+            section = stage.trace(cid)
+            steps.extend(section.steps)
+            trace.rows.extend(section.rows)
+    trace.steps = sorted(steps, key=lambda step: step.at)  # stable: ties keep the order above
     return trace
 
 
-def _steps(t: Trace) -> list[Step]:
+def _framework_steps(t: Trace) -> list[Step]:
     steps: list[Step] = []
-    for p in t.payments:
-        steps.append(Step(p.received_at, "api", "Payment received",
-                          f"{p.provider_payment_id}: {p.amount} {p.currency}, student {p.student_id}, "
-                          f"course {p.course_id}", url=_admin_url(p)))
     for e in t.outbox:
         if e.sent_at:
             detail, state = f"to {e.topic}, sent at {e.sent_at:%Y-%m-%d %H:%M:%S.%f}", "ok"
@@ -115,20 +125,9 @@ def _steps(t: Trace) -> list[Step]:
                           f"{r.error_class}: {r.error_message}", "waiting"))
     for d in t.dead_letters:
         steps.append(Step(d.last_failed_at, d.consumer_group, f"Dead-lettered by {d.stage} (now {d.status})",
-                          f"{d.error_class}: {d.error_message} (attempts: {d.attempts})", "failed", _admin_url(d)))
+                          f"{d.error_class}: {d.error_message} (attempts: {d.attempts})", "failed", admin_url(d)))
         if d.status != DeadLetter.Status.NEW and d.status_changed_at:
             who = f" by {d.status_changed_by}" if d.status_changed_by else ""
             steps.append(Step(d.status_changed_at, "operator", f"Dead letter {d.pk} {d.status}{who}",
-                              d.status_reason, "info", _admin_url(d)))
-    for pu in t.purchases:
-        steps.append(Step(pu.created_at, "purchases", "Purchase created",
-                          f"purchase {pu.pk}, course {pu.course}, active: {pu.is_active}", url=_admin_url(pu)))
-    for a in t.allocations:
-        steps.append(Step(a.created_at, "allocations", "Trainer allocated",
-                          f"allocation {a.pk}: {a.trainer} at {a.slot_time:%H:%M}, status {a.status}",
-                          url=_admin_url(a)))
-    if t.sessions:
-        first = min(s.created_at for s in t.sessions)
-        steps.append(Step(first, "sessions", f"{t.sessions_count} session(s) scheduled",
-                          f"from {t.sessions[0].scheduled_date} to {t.sessions[-1].scheduled_date}"))
+                              d.status_reason, "info", admin_url(d)))
     return steps

@@ -6,7 +6,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from allocations.models import TrainerAllocation
-from allocations.services import NoCapacity, UnknownCourse, UnknownStudent, allocate, allocate_many
+from allocations.services import (
+    NoCapacity,
+    UnknownCourse,
+    UnknownStudent,
+    allocate,
+    allocate_many,
+)
 from tests.factories import CourseFactory, StudentFactory, TrainerFactory
 
 pytestmark = pytest.mark.django_db

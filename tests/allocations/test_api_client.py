@@ -9,7 +9,12 @@ import requests
 
 from allocations.client import AllocationClient, AllocationRequest, AllocationResult
 from allocations.models import TrainerAllocation, slot_time
-from tests.factories import AllocationFactory, CourseFactory, StudentFactory, TrainerFactory
+from tests.factories import (
+    AllocationFactory,
+    CourseFactory,
+    StudentFactory,
+    TrainerFactory,
+)
 from workers.errors import PermanentError, TransientError
 
 TOKEN = "test-allocation-token"
@@ -175,7 +180,7 @@ def test_connection_refused_is_transient():
                                              (400, PermanentError), (403, PermanentError)])
 def test_status_mapping_of_other_answers(status, expected):
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")

@@ -2,7 +2,12 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from allocations.models import TrainerAllocation, slot_time
-from tests.factories import AllocationFactory, CourseFactory, StudentFactory, TrainerFactory
+from tests.factories import (
+    AllocationFactory,
+    CourseFactory,
+    StudentFactory,
+    TrainerFactory,
+)
 
 pytestmark = pytest.mark.django_db
 Status = TrainerAllocation.Status

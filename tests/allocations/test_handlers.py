@@ -5,10 +5,15 @@ import pytest
 from django.db import transaction
 
 from allocations.client import close_client
-from allocations.handlers import STAGE, handle_purchase_created, handle_purchase_created_batch
 from allocations.models import TrainerAllocation
-from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED, build_event, decode
+from allocations.stage import (
+    STAGE,
+    handle_purchase_created,
+    handle_purchase_created_batch,
+)
+from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED
 from tests.factories import CourseFactory, PurchaseFactory, TrainerFactory
+from workers.envelope import build_event, decode
 from workers.errors import PermanentError, TransientError
 from workers.models import OutboxEvent
 
@@ -103,6 +108,6 @@ def test_batch_with_a_failed_item_raises_and_emits_nothing_so_the_framework_goes
 
 
 def test_stage():
-    assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.max_attempts) == (
+    assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.retry.max_attempts) == (
         "allocations", "trainer-allocation-workers", ("purchase-created",), 5)
     assert STAGE.batch_handler is handle_purchase_created_batch

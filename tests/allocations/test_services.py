@@ -7,7 +7,12 @@ from django.db import connection
 
 from allocations.models import TrainerAllocation, slot_time
 from allocations.services import NoCapacity, UnknownCourse, UnknownStudent, allocate
-from tests.factories import AllocationFactory, CourseFactory, StudentFactory, TrainerFactory
+from tests.factories import (
+    AllocationFactory,
+    CourseFactory,
+    StudentFactory,
+    TrainerFactory,
+)
 
 Status = TrainerAllocation.Status
 

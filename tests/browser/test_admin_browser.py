@@ -16,10 +16,10 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from purchases.models import Payment
-from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
 from tests.conftest import ROOT
 from tests.factories import DeadLetterFactory, PaymentFactory, PurchaseFactory
 from tests.workers import support
+from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -77,7 +77,7 @@ def _dead_letters(payment: Payment) -> list[DeadLetter]:
                                   error_message="division by zero", attempts=3))
     rows.append(DeadLetterFactory(stage="purchases", consumer_group="purchase-creation-workers", event_id=None,
                                   event_type="", correlation_id=None, student_id=None, payload=b"{not json",
-                                  error_class="enrollment.events.InvalidEvent", attempts=0,
+                                  error_class="workers.envelope.InvalidEvent", attempts=0,
                                   error_message="message is not JSON: Expecting property name enclosed in double "
                                                 "quotes: line 1 column 2 (char 1)"))
     rows.append(DeadLetterFactory(status=DeadLetter.Status.DISCARDED, status_changed_by="operator",

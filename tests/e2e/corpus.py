@@ -30,7 +30,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from enrollment.events import PURCHASE_CONFIRMED, PURCHASE_CREATED, SESSIONS_SCHEDULED, TRAINER_ALLOCATED
+from enrollment.events import (
+    PURCHASE_CONFIRMED,
+    PURCHASE_CREATED,
+    SESSIONS_SCHEDULED,
+    TRAINER_ALLOCATED,
+)
 
 CASE_HEADER = "corpus.case"
 TOPIC_TYPES = {
@@ -328,7 +333,7 @@ def _keys_and_headers() -> list[Case]:
     """Hostile keys and headers, on values that are dead-lettered for themselves (the key is not validated)."""
     bad = b"{not json"
     spoof = [("dlq.reason", b"spoofed"), ("dlq.consumer_group", b"evil-group"),
-             ("dlq.event_id", str(uuid.UUID(int=1)).encode()), ("dlq.student_id", b"1"),
+             ("dlq.event_id", str(uuid.UUID(int=1)).encode()), ("dlq.partition_key", b"1"),
              ("dlq.error_message", b"nothing to see")]
     return [
         Case("", "null key", bad, "invalid", "not JSON", key=None),

@@ -17,14 +17,16 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from django.conf import settings
 from django.db import connection
 
-from enrollment.events import topic
-from enrollment.kafka import admin_client
-from enrollment.stages import ALL_STAGES
-from enrollment.kafka import group_lag as kafka_group_lag
+from workers.kafka import admin_client, topic
+from workers.kafka import group_lag as kafka_group_lag
+from workers.registry import stages
 
 ROOT = Path(__file__).resolve().parents[2]
-# stage name -> (its consumer group, its topics)
-STAGE_GROUPS = {stage.name: (stage.group_id, list(stage.topics)) for stage in ALL_STAGES}
+
+
+def stage_groups() -> dict[str, tuple[str, list[str]]]:
+    """Registered stage name -> (its consumer group, its base topics), from settings.PIPELINE_STAGES."""
+    return {stage.name: (stage.group_id, list(stage.topics)) for stage in stages()}
 
 
 def procfile() -> dict[str, str]:
@@ -63,7 +65,7 @@ class Pipeline:
             "ALLOCATION_API_TIMEOUT_SECONDS": "5",
             "WORKER_BATCH_WAIT_SECONDS": "0.05",
             "LOG_LEVEL": "INFO",
-            **{f"{name.upper()}_METRICS_PORT": "0" for name in ("relay", "dead_letters", *STAGE_GROUPS)},
+            **{f"{name.upper()}_METRICS_PORT": "0" for name in ("relay", "dead_letters", *stage_groups())},
             **extra_env,
         }
         self.log_dir = log_dir
@@ -136,7 +138,7 @@ def rewind_groups_to_start() -> None:
     client = admin_client()
     metadata = client.list_topics(timeout=10)
     requests_ = []
-    for group, base_topics in STAGE_GROUPS.values():
+    for group, base_topics in stage_groups().values():
         names = [topic(t) for t in base_topics]
         tps = [TopicPartition(n, p, 0) for n in names for p in metadata.topics[n].partitions]
         requests_.append(ConsumerGroupTopicPartitions(topic(group), tps))

@@ -5,11 +5,12 @@ import uuid
 import pytest
 import requests
 
+from enrollment.events import PURCHASE_CONFIRMED
+from purchases.models import StudentCoursePurchase
 from tests.e2e.harness import Pipeline, free_port, group_lag, wait_until
 from tests.factories import PaymentFactory
 from tests.workers import support
-from enrollment.events import PURCHASE_CONFIRMED, build_event
-from purchases.models import StudentCoursePurchase
+from workers.envelope import build_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +23,7 @@ def test_consumer_serves_metrics_and_commits_before_exiting_on_sigterm(topic_pre
                                          "amount": "49.00", "currency": "EUR"}, correlation_id=uuid.uuid4())
         for p in payments
     ]
-    support.produce("purchase-confirmed", [(str(e.student_id).encode(), e.to_json()) for e in events])
+    support.produce("purchase-confirmed", [(str(e.key).encode(), e.to_json()) for e in events])
     port = free_port()
     pipeline = Pipeline(tmp_path, PURCHASES_METRICS_PORT=str(port))
     pipeline.start("purchases")

@@ -13,7 +13,12 @@ from allocations.models import TrainerAllocation
 from purchases.models import Payment, StudentCoursePurchase
 from purchases.signing import sign
 from sessions_sched.models import TrainingSession
-from tests.e2e.harness import STAGE_GROUPS, group_lag, rewind_groups_to_start, wait_until
+from tests.e2e.harness import (
+    group_lag,
+    rewind_groups_to_start,
+    stage_groups,
+    wait_until,
+)
 from tests.factories import CourseFactory, StudentFactory, TrainerFactory
 from workers.models import OutboxEvent, ProcessedEvent
 
@@ -77,7 +82,7 @@ def test_a_signed_payment_becomes_purchase_trainer_and_seven_sessions_and_replay
     outbox_before = OutboxEvent.objects.count()
     again = _post_payment(pipeline, body)
     assert again.status_code == 200 and again.json()["payment_id"] == accepted.json()["payment_id"]
-    wait_until(lambda: all(group_lag(g, t) == 0 for g, t in STAGE_GROUPS.values()), 30, "groups caught up")
+    wait_until(lambda: all(group_lag(g, t) == 0 for g, t in stage_groups().values()), 30, "groups caught up")
     assert OutboxEvent.objects.count() == outbox_before
 
     # replay every topic from offset 0 for every group: nothing changes in the database
@@ -85,8 +90,8 @@ def test_a_signed_payment_becomes_purchase_trainer_and_seven_sessions_and_replay
     before_replay = _snapshot()
     pipeline.stop(*CONSUMERS)
     rewind_groups_to_start()
-    assert all(group_lag(g, t) > 0 for g, t in STAGE_GROUPS.values())
+    assert all(group_lag(g, t) > 0 for g, t in stage_groups().values())
     pipeline.start(*CONSUMERS)
-    wait_until(lambda: all(group_lag(g, t) == 0 for g, t in STAGE_GROUPS.values()), 60, "replay consumed")
+    wait_until(lambda: all(group_lag(g, t) == 0 for g, t in stage_groups().values()), 60, "replay consumed")
     assert _snapshot() == before_replay
     assert TrainingSession.objects.count() == 7

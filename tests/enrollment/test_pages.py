@@ -7,13 +7,25 @@ import pytest
 from django.utils import timezone
 from django_redis import get_redis_connection
 
-from enrollment.cache_invalidation import STAGE, handle_cache_event, home_key, learning_key
-from enrollment.events import PURCHASE_CONFIRMED, PURCHASE_CREATED, SESSIONS_SCHEDULED, TRAINER_ALLOCATED, build_event
+from enrollment.cache_invalidation import (
+    CACHE_FAILURES,
+    STAGE,
+    handle_cache_event,
+    home_key,
+    learning_key,
+)
+from enrollment.events import (
+    PURCHASE_CONFIRMED,
+    PURCHASE_CREATED,
+    SESSIONS_SCHEDULED,
+    TRAINER_ALLOCATED,
+)
 from sessions_sched.scheduler import ensure_window
 from tests.factories import AllocationFactory, PurchaseFactory, StudentFactory
-from workers import metrics
+from workers.envelope import build_event
+from workers.stage import DeadLetterPolicy
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.redis]  # the pages are cached in Redis
 
 
 @pytest.fixture
@@ -113,9 +125,9 @@ def test_other_events_do_not_invalidate(redis_cache):
 
 
 def test_redis_down_during_invalidation_is_logged_and_counted_not_raised(redis_down, caplog):
-    before = metrics.CACHE_FAILURES._value.get()
+    before = CACHE_FAILURES._value.get()
     handle_cache_event(event_for(TRAINER_ALLOCATED, 42))
-    assert metrics.CACHE_FAILURES._value.get() == before + 1
+    assert CACHE_FAILURES._value.get() == before + 1
     assert "cache invalidation failed" in caplog.text
 
 
@@ -127,6 +139,6 @@ def test_redis_down_pages_are_served_uncached(client, redis_down, caplog):
 
 
 def test_stage():
-    assert (STAGE.name, STAGE.group_id, STAGE.max_attempts, STAGE.record_processed, STAGE.dead_letters) == (
-        "cache", "cache-invalidation-workers", 1, False, False)
+    assert (STAGE.name, STAGE.group_id, STAGE.retry.max_attempts, STAGE.record_processed, STAGE.dead_letters) == (
+        "cache", "cache-invalidation-workers", 1, False, DeadLetterPolicy.LOG_AND_COUNT)
     assert STAGE.topics == ("purchase-created", "trainer-allocated", "sessions-scheduled")

@@ -5,9 +5,14 @@ import uuid
 import pytest
 from confluent_kafka import KafkaError
 
-from enrollment.events import ALL_TOPICS
-from enrollment.kafka import admin_client, create_topics, make_consumer, make_producer
 from tests.conftest import ROOT
+from workers.kafka import (
+    admin_client,
+    create_topics,
+    make_consumer,
+    make_producer,
+    pipeline_topics,
+)
 
 
 def test_produce_consume_round_trip_through_the_broker(topic_prefix, group_id):
@@ -37,7 +42,7 @@ def test_create_topics_is_idempotent_and_creates_every_pipeline_topic(settings):
     settings.KAFKA_TOPIC_PREFIX = f"ct{uuid.uuid4().hex[:8]}."
     first = create_topics(partitions=3)
     second = create_topics(partitions=3)
-    names = {settings.KAFKA_TOPIC_PREFIX + name for name in ALL_TOPICS}
+    names = {settings.KAFKA_TOPIC_PREFIX + name for name in pipeline_topics()}
     assert set(first) == names and set(first.values()) == {"created"}
     assert set(second.values()) == {"exists"}
     metadata = admin_client().list_topics(timeout=10).topics
@@ -48,7 +53,8 @@ def test_create_topics_command_reports_each_topic(settings):
     prefix = f"cmd{uuid.uuid4().hex[:8]}."
     out = subprocess.run(
         [str(ROOT / ".venv/bin/python"), "manage.py", "create_topics", "--partitions", "2"],
-        cwd=ROOT, env={"KAFKA_TOPIC_PREFIX": prefix, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True,
+        cwd=ROOT, env={"KAFKA_TOPIC_PREFIX": prefix, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        check=True,
     ).stdout
     assert f"{prefix}purchase-confirmed: created" in out
     assert f"{prefix}dead-letter-queue: created" in out

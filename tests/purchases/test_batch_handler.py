@@ -3,11 +3,17 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from enrollment.events import PURCHASE_CREATED, decode
-from purchases.handlers import handle_purchase_confirmed_batch
+from enrollment.events import PURCHASE_CREATED
 from purchases.models import StudentCoursePurchase
-from tests.factories import CourseFactory, PaymentFactory, PurchaseFactory, StudentFactory
+from purchases.stage import handle_purchase_confirmed_batch
+from tests.factories import (
+    CourseFactory,
+    PaymentFactory,
+    PurchaseFactory,
+    StudentFactory,
+)
 from tests.purchases.test_handlers import confirmed
+from workers.envelope import decode
 from workers.errors import PermanentError
 from workers.models import OutboxEvent
 

@@ -1,7 +1,12 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from tests.factories import CourseFactory, PaymentFactory, PurchaseFactory, StudentFactory
+from tests.factories import (
+    CourseFactory,
+    PaymentFactory,
+    PurchaseFactory,
+    StudentFactory,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -5,11 +5,12 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
-from enrollment.events import PURCHASE_CONFIRMED, PURCHASE_CREATED, build_event, decode
-from purchases.handlers import STAGE, handle_purchase_confirmed
+from enrollment.events import PURCHASE_CONFIRMED, PURCHASE_CREATED
 from purchases.models import StudentCoursePurchase
+from purchases.stage import STAGE, handle_purchase_confirmed
 from tests.factories import PaymentFactory, PurchaseFactory, StudentFactory
 from tests.purchases.locks import wait_until_blocked_on_a_lock
+from workers.envelope import build_event, decode
 from workers.errors import PermanentError
 from workers.models import OutboxEvent
 
@@ -88,7 +89,7 @@ class TestHandlePurchaseConfirmed:
             handle(confirmed(payment, student_id=StudentFactory().pk))
 
     def test_stage(self):
-        assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.max_attempts) == (
+        assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.retry.max_attempts) == (
             "purchases", "purchase-creation-workers", ("purchase-confirmed",), 3)
         assert STAGE.handler is handle_purchase_confirmed
 
@@ -106,7 +107,7 @@ def test_a_concurrent_purchase_hitting_the_unique_index_is_already_done_and_keep
             with transaction.atomic():
                 handle_purchase_confirmed(confirmed(payment))
                 outcome["outbox_in_tx"] = OutboxEvent.objects.count()  # would fail if the tx were aborted
-        except Exception as exc:  # noqa: BLE001 - reported to the test below
+        except Exception as exc:
             outcome["error"] = exc
         finally:
             connection.close()

@@ -7,12 +7,13 @@ import pytest
 from django.db import connection, transaction
 from django.test import Client
 
-from enrollment.events import PURCHASE_CONFIRMED, decode
+from enrollment.events import PURCHASE_CONFIRMED
 from purchases.models import Payment
 from purchases.signing import sign
 from purchases.webhook import PaymentConfirmation
 from tests.factories import CourseFactory, PaymentFactory, StudentFactory
 from tests.purchases.locks import wait_until_blocked_on_a_lock
+from workers.envelope import decode
 from workers.models import OutboxEvent
 
 URL = "/api/payments/confirmations"

@@ -7,12 +7,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from allocations.models import slot_time
-from enrollment.events import SESSIONS_SCHEDULED, decode
-from sessions_sched.handlers import handle_trainer_allocated_batch
+from enrollment.events import SESSIONS_SCHEDULED
 from sessions_sched.models import TrainingSession
 from sessions_sched.scheduler import ensure_window, ensure_windows, next_session_slots
+from sessions_sched.stage import handle_trainer_allocated_batch
 from tests.factories import AllocationFactory, TrainerFactory
 from tests.sessions_sched.test_handlers import allocated
+from workers.envelope import decode
 from workers.errors import PermanentError
 from workers.models import OutboxEvent
 

@@ -3,10 +3,11 @@ import pytest
 from django.db import transaction
 
 from allocations.models import TrainerAllocation
-from enrollment.events import SESSIONS_SCHEDULED, TRAINER_ALLOCATED, build_event, decode
-from sessions_sched.handlers import STAGE, handle_trainer_allocated
+from enrollment.events import SESSIONS_SCHEDULED, TRAINER_ALLOCATED
 from sessions_sched.models import TrainingSession
+from sessions_sched.stage import STAGE, handle_trainer_allocated
 from tests.factories import AllocationFactory, StudentFactory
+from workers.envelope import build_event, decode
 from workers.errors import PermanentError
 from workers.models import OutboxEvent
 
@@ -66,6 +67,6 @@ def test_allocation_of_another_student_is_permanent():
 
 
 def test_stage():
-    assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.max_attempts) == (
+    assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.retry.max_attempts) == (
         "sessions", "session-scheduling-workers", ("trainer-allocated",), 3)
     assert STAGE.handler is handle_trainer_allocated

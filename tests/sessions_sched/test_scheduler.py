@@ -10,10 +10,20 @@ from django.db import connection
 
 from allocations.models import TrainerAllocation, slot_time
 from sessions_sched.models import TrainingSession
-from sessions_sched.scheduler import ensure_window, local_to_utc, next_session_slots, topup_all
-from tests.factories import AllocationFactory, CourseFactory, SessionFactory, TrainerFactory
+from sessions_sched.scheduler import (
+    ensure_window,
+    local_to_utc,
+    next_session_slots,
+    topup_all,
+)
+from tests.factories import (
+    AllocationFactory,
+    CourseFactory,
+    SessionFactory,
+    TrainerFactory,
+)
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 NINE = slot_time(1)  # 09:00
 # Wednesday 2030-01-09, 09:00 in Berlin: exactly the slot of that day, which is therefore not in the future.
@@ -166,7 +176,7 @@ def test_two_concurrent_topup_runs_create_each_session_once():
         try:
             barrier.wait()
             reports.append(topup_all(now=WED_0900_BERLIN))
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
         finally:
             connection.close()

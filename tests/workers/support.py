@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
-from enrollment.events import DEAD_LETTER_TOPIC, PURCHASE_CREATED, TRAINER_ALLOCATED, build_event, topic
-from enrollment.kafka import make_consumer, make_producer
+from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED
 from enrollment.models import Student
+from workers.envelope import build_event
 from workers.errors import PermanentError, TransientError
+from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, make_producer, topic
 from workers.outbox import emit
-from workers.stage import Stage
+from workers.stage import RetryPolicy, Stage
 
 # student_id -> list of outcomes to play, one per call ("ok", "transient", "permanent", "bug"); then "ok".
 SCRIPT: dict[int, list[str]] = {}
@@ -23,7 +24,7 @@ CALLS: Counter = Counter()  # event_id -> handler calls that committed or not
 
 def scripted_handler(event) -> None:
     CALLS[event.event_id] += 1
-    plan = SCRIPT.get(event.student_id, [])
+    plan = SCRIPT.get(event.payload.student_id, [])
     outcome = plan.pop(0) if plan else "ok"
     if outcome == "transient":
         raise TransientError("dependency unavailable")
@@ -40,7 +41,7 @@ def scripted_handler(event) -> None:
 
 def make_stage(group_id: str, **overrides) -> Stage:
     return Stage(**{"name": "test", "group_id": group_id, "topics": ("purchase-created",),
-                    "handler": scripted_handler, "max_attempts": 3, **overrides})
+                    "handler": scripted_handler, "retry": RetryPolicy(max_attempts=3), **overrides})
 
 
 def purchase_created(student_id: int, correlation_id: uuid.UUID | None = None):
@@ -58,7 +59,7 @@ def produce(topic_base: str, values: list[tuple[bytes | None, bytes | None]], pa
 
 
 def produce_events(events, partition: int | None = 0) -> None:
-    produce("purchase-created", [(str(e.student_id).encode(), e.to_json()) for e in events], partition)
+    produce("purchase-created", [(str(e.key).encode(), e.to_json()) for e in events], partition)
 
 
 def effects(events) -> int:

@@ -8,10 +8,22 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from enrollment.events import TRAINER_ALLOCATED
-from workers.dead_letter_store import REPLAY_HEADER, persist
-from workers.models import DeadLetter, DeadLetterAction, OutboxEvent, PendingRetry, ProcessedEvent
-from tests.factories import AllocationFactory, DeadLetterFactory, PaymentFactory, PurchaseFactory, SessionFactory
+from tests.factories import (
+    AllocationFactory,
+    DeadLetterFactory,
+    PaymentFactory,
+    PurchaseFactory,
+    SessionFactory,
+)
 from tests.workers import support
+from workers.dead_letter_store import REPLAY_HEADER, persist
+from workers.models import (
+    DeadLetter,
+    DeadLetterAction,
+    OutboxEvent,
+    PendingRetry,
+    ProcessedEvent,
+)
 
 CHANGELIST = reverse("admin:workers_deadletter_changelist")
 
@@ -115,7 +127,8 @@ def test_detail_is_read_only_with_pretty_payload_headers_and_traceback(admin_cli
     assert response.status_code == 403
     assert DeadLetter.objects.values().get(pk=row.pk) == before
     assert admin_client.get(reverse("admin:workers_deadletter_add")).status_code == 403
-    assert admin_client.post(reverse("admin:workers_deadletter_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
+    delete_url = reverse("admin:workers_deadletter_delete", args=[row.pk])
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
     assert DeadLetter.objects.filter(pk=row.pk).exists()
 
 
@@ -166,7 +179,8 @@ def test_discard_asks_for_a_reason_then_marks_and_audits(admin_client):
         assert row.status_changed_at is not None
     assert DeadLetter.objects.get(pk=resolved.pk).status == DeadLetter.Status.RESOLVED
     audit = DeadLetterAction.objects.get()
-    assert (audit.actor, audit.action, audit.count, audit.reason) == ("admin", "discard", 2, "duplicate payment, refunded")
+    assert (audit.actor, audit.action, audit.count, audit.reason) == (
+        "admin", "discard", 2, "duplicate payment, refunded")
     assert audit.dead_letter_ids == sorted(r.pk for r in selected)
 
 
@@ -238,7 +252,7 @@ def test_a_row_replayed_twice_is_handled_once_and_ends_resolved(admin_client, ma
 # --- the enrollment trace ---------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_trace_shows_one_enrollment_in_time_order_and_its_rows(admin_client, viewer_client):
-    t0 = datetime.datetime(2030, 1, 7, 9, 0, tzinfo=datetime.timezone.utc)
+    t0 = datetime.datetime(2030, 1, 7, 9, 0, tzinfo=datetime.UTC)
 
     def at(seconds: float) -> datetime.datetime:
         return t0 + datetime.timedelta(seconds=seconds)

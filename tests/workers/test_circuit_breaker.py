@@ -3,17 +3,19 @@ import time
 
 import pytest
 
+from tests.workers import support
 from workers import metrics
 from workers.models import PendingRetry
 from workers.retry import CircuitBreaker
-from tests.workers import support
+from workers.stage import RetryPolicy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_breaker_opens_on_mostly_transient_failures_and_probes_after_a_while():
     now = [0.0]
-    breaker = CircuitBreaker("unit", window=10, min_failures=5, open_seconds=1, max_open_seconds=4, clock=lambda: now[0])
+    breaker = CircuitBreaker("unit", window=10, min_failures=5, open_seconds=1, max_open_seconds=4,
+                             clock=lambda: now[0])
     for _ in range(4):
         breaker.record(outage=True)
     assert breaker.allows_work()  # 4 failures: not yet
@@ -50,7 +52,7 @@ def test_an_outage_longer_than_the_retry_budget_dead_letters_nothing(make_consum
             raise TimeoutError("allocation API timed out")
         support.scripted_handler(event)
 
-    stage = support.make_stage(group_id, handler=flaky_dependency, max_attempts=3)
+    stage = support.make_stage(group_id, handler=flaky_dependency, retry=RetryPolicy(max_attempts=3))
     events = [support.purchase_created(i) for i in range(1, 31)]
     support.produce_events(events)
     consumer = make_consumer_for(stage, batch_size=5)

@@ -1,8 +1,8 @@
 """At-least-once delivery with exactly-once effects, through the real broker and PostgreSQL."""
 import pytest
 
-from workers.models import OutboxEvent, ProcessedEvent
 from tests.workers import support
+from workers.models import OutboxEvent, ProcessedEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +37,8 @@ def test_redelivered_events_are_skipped_by_the_same_group_but_not_by_another(mak
 
     # another group has its own processed-event records and handles every event once
     other_group = group_id + "-other"
-    other = make_consumer_for(support.make_stage(other_group, handler=lambda e: support.CALLS.update([("other", e.event_id)])))
+    other = make_consumer_for(
+        support.make_stage(other_group, handler=lambda e: support.CALLS.update([("other", e.event_id)])))
     support.poll_until(other, lambda: support.committed_offset(other_group, "purchase-created") == 10)
     assert ProcessedEvent.objects.filter(consumer=other_group).count() == 5
 
@@ -65,8 +66,8 @@ def test_a_bad_event_in_a_batch_never_repeats_its_neighbours_effects(make_consum
     support.produce_events(events)
     consumer = make_consumer_for()
     support.poll_until(consumer, lambda: support.effects(events) == 10)
-    good = [e for e in events if e.student_id != 5]
-    bad = next(e for e in events if e.student_id == 5)
+    good = [e for e in events if e.payload.student_id != 5]
+    bad = next(e for e in events if e.payload.student_id == 5)
     # the neighbours' effects committed exactly once (their batch attempt rolled back, then one each)
     assert support.effects(good) == 9
     assert OutboxEvent.objects.count() == 10

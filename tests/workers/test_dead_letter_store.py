@@ -11,13 +11,17 @@ import pytest
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
-from enrollment.events import DEAD_LETTER_TOPIC, topic
-from enrollment.kafka import make_consumer, make_producer
-from workers.dead_letter_store import PERSISTER_GROUP, persist, persist_batch
-from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage, decode_headers
-from workers.models import DeadLetter, PendingRetry
 from tests.conftest import ROOT
 from tests.workers import support
+from workers.dead_letter_store import PERSISTER_GROUP, persist, persist_batch
+from workers.dead_letters import (
+    DeadLetterPublisher,
+    DeadLetterRecord,
+    SourceMessage,
+    decode_headers,
+)
+from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, make_producer, topic
+from workers.models import DeadLetter, PendingRetry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ODD_HEADER = b"\xff\xfe\x80binary"  # not UTF-8: must survive byte for byte
@@ -68,7 +72,7 @@ def test_an_exhausted_event_becomes_one_row_with_all_its_context(make_consumer_f
     assert row.first_failed_at == parse_datetime(dlq["first_failed_at"])
     assert row.last_failed_at == parse_datetime(dlq["last_failed_at"])
     assert row.first_failed_at < row.last_failed_at  # three attempts, with backoff in between
-    assert (row.correlation_id, row.student_id) == (event.correlation_id, 3)
+    assert (row.correlation_id, row.partition_key) == (event.correlation_id, "3")
     assert row.status == DeadLetter.Status.NEW and row.status_changed_by == ""
 
     # the same message again (a redelivery, or another persister reading the topic from the start)
@@ -87,10 +91,10 @@ def test_a_non_json_message_is_stored_too_and_only_once(make_consumer_for, group
     assert persist([message]) == 0
 
     row = DeadLetter.objects.get()
-    assert row.event_id is None and row.correlation_id is None and row.student_id is None
+    assert row.event_id is None and row.correlation_id is None and row.partition_key is None
     assert bytes(row.payload) == b"{not json"
     assert bytes(row.key) == b"k-1"
-    assert row.error_class == "enrollment.events.InvalidEvent"
+    assert row.error_class == "workers.envelope.InvalidEvent"
     assert "not JSON" in row.error_message
     assert row.attempts == 0
     assert (row.original_topic, row.original_offset) == (topic("purchase-created"), 0)
@@ -98,7 +102,7 @@ def test_a_non_json_message_is_stored_too_and_only_once(make_consumer_for, group
 
 def test_a_header_with_a_nul_byte_is_stored(topic_prefix):
     """jsonb refuses \\u0000: headers are stored as base64, so any bytes survive."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     record = DeadLetterRecord(
         source=SourceMessage(topic=topic("purchase-created"), partition=0, offset=1, key=b"5", value=b"{}",
                              headers=[("bin", b"a\x00b"), ("nothing", None)]),
@@ -118,7 +122,7 @@ def _env(prefix: str) -> dict:
 
 
 def test_consume_dead_letters_command_stores_rows(topic_prefix):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     records = [
         DeadLetterRecord(
             source=SourceMessage(topic=topic("purchase-created"), partition=1, offset=offset, key=b"5",

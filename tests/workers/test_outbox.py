@@ -11,16 +11,26 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from enrollment.events import TRAINER_ALLOCATED, topic_for_event_type
-from enrollment.kafka import make_producer
+from enrollment.events import TRAINER_ALLOCATED
 from enrollment.models import Student
-from workers import outbox as outbox_module
-from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
-from workers.outbox import (Emission, OutboxPublisher, emit, emit_many, emit_with, mark_sent_in_background, prune,
-                            publisher, relay_once)
 from tests.conftest import ROOT
 from tests.factories import StudentFactory
 from tests.workers import support
+from workers import outbox as outbox_module
+from workers.envelope import topic_for_event_type
+from workers.kafka import make_producer
+from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
+from workers.outbox import (
+    Emission,
+    OutboxPublisher,
+    emit,
+    emit_many,
+    emit_with,
+    mark_sent_in_background,
+    prune,
+    publisher,
+    relay_once,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PAYLOAD = {"allocation_id": 1, "trainer_id": 2, "student_id": 3, "course_id": 4}
@@ -47,7 +57,7 @@ def test_emit_outside_a_transaction_is_refused():
 def test_a_rolled_back_transaction_emits_nothing(topic_prefix):
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         emit(TRAINER_ALLOCATED, PAYLOAD, correlation_id=uuid.uuid4())
-        1 / 0
+        1 / 0  # noqa: B018  (an error inside the transaction)
     assert not OutboxEvent.objects.exists()
     assert support.read_topic("trainer-allocated", 0, timeout=1) == []
 

@@ -6,13 +6,13 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from workers.dead_letter_store import REPLAY_HEADER
-from workers.models import DeadLetter, DeadLetterAction
 from tests.factories import DeadLetterFactory
 from tests.workers import support
+from workers.dead_letter_store import REPLAY_HEADER
+from workers.models import DeadLetter, DeadLetterAction
 
 pytestmark = pytest.mark.django_db
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def _replay(*args: str) -> str:

@@ -3,16 +3,17 @@ import time
 
 import pytest
 
+from tests.workers import support
 from workers.models import PendingRetry, ProcessedEvent
 from workers.retry import Backoff
-from tests.workers import support
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.mark.parametrize(
     ("attempts", "nominal", "low", "high"),
-    [(1, 1, 0.5, 1), (2, 2, 1, 2), (3, 4, 2, 4), (4, 8, 4, 8), (5, 16, 8, 16), (9, 256, 128, 256), (10, 300, 150, 300), (30, 300, 150, 300)],
+    [(1, 1, 0.5, 1), (2, 2, 1, 2), (3, 4, 2, 4), (4, 8, 4, 8), (5, 16, 8, 16), (9, 256, 128, 256),
+     (10, 300, 150, 300), (30, 300, 150, 300)],
 )
 def test_backoff_table(attempts, nominal, low, high):
     backoff = Backoff(base_seconds=1, max_seconds=300)
@@ -90,8 +91,7 @@ def test_a_permanent_error_is_dead_lettered_at_once(make_consumer_for):
 
 
 def test_a_message_with_binary_headers_waits_for_its_retry_with_them_intact(make_consumer_for, group_id):
-    from enrollment.events import topic
-    from enrollment.kafka import make_producer
+    from workers.kafka import make_producer, topic
 
     event = support.purchase_created(8)
     support.SCRIPT[8] = ["transient"]

@@ -4,7 +4,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from purchases.handlers import STAGE as PURCHASES
+from purchases.stage import STAGE as PURCHASES
 from tests.workers import support
 from workers import health
 

@@ -1,6 +1,6 @@
-from allocations.handlers import STAGE
+"""`manage.py consume_allocations`: the allocations stage of settings.PIPELINE_STAGES."""
 from workers.command import StageCommand
 
 
 class Command(StageCommand):
-    stage = STAGE
+    stage_name = "allocations"

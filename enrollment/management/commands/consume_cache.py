@@ -1,6 +1,6 @@
-from enrollment.cache_invalidation import STAGE
+"""`manage.py consume_cache`: the cache stage of settings.PIPELINE_STAGES."""
 from workers.command import StageCommand
 
 
 class Command(StageCommand):
-    stage = STAGE
+    stage_name = "cache"

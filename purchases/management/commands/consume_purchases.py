@@ -1,6 +1,6 @@
-from purchases.handlers import STAGE
+"""`manage.py consume_purchases`: the purchases stage of settings.PIPELINE_STAGES."""
 from workers.command import StageCommand
 
 
 class Command(StageCommand):
-    stage = STAGE
+    stage_name = "purchases"

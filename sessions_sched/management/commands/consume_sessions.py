@@ -1,6 +1,6 @@
-from sessions_sched.handlers import STAGE
+"""`manage.py consume_sessions`: the sessions stage of settings.PIPELINE_STAGES."""
 from workers.command import StageCommand
 
 
 class Command(StageCommand):
-    stage = STAGE
+    stage_name = "sessions"

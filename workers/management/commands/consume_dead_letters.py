@@ -1,17 +1,17 @@
-import logging
-import signal
-import time
-
+"""`manage.py consume_dead_letters`: store every dead-letter-queue message as a DeadLetter row."""
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
 
-from enrollment.events import DEAD_LETTER_TOPIC, topic
-from enrollment.kafka import make_consumer
 from workers import metrics
 from workers.dead_letter_store import PERSISTER_GROUP, persist_batch
+from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, topic
+from workers.loop import StopFlag, run_until_stopped
 
-log = logging.getLogger(__name__)
+
+def subscribed_consumer():
+    consumer = make_consumer(topic(PERSISTER_GROUP), **{"enable.auto.offset.store": True})
+    consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
+    return consumer
 
 
 class Command(BaseCommand):
@@ -24,24 +24,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size, metrics_port, **options):
         metrics.serve(metrics_port)
-        consumer = make_consumer(topic(PERSISTER_GROUP), **{"enable.auto.offset.store": True})
-        consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-        signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+        consumer = subscribed_consumer()
+
+        def store_batch() -> bool:
+            stored = persist_batch(consumer, batch_size=batch_size)
+            metrics.DEAD_LETTERS_STORED.inc(stored)
+            metrics.LAST_POLL.labels("dead_letters").set_to_current_time()
+            return True  # persist_batch waits for messages itself
+
+        def reconnect() -> None:  # uncommitted messages come back to the next consumer of the group
+            nonlocal consumer
+            consumer.close()
+            consumer = subscribed_consumer()
+
         try:
-            while not stop:
-                close_old_connections()
-                try:
-                    stored = persist_batch(consumer, batch_size=batch_size)
-                    metrics.DEAD_LETTERS_STORED.inc(stored)
-                    metrics.LAST_POLL.labels("dead_letters").set_to_current_time()
-                except Exception:
-                    log.exception("storing dead letters failed; will re-read them")
-                    connection.close()
-                    consumer.close()  # uncommitted messages come back to the next consumer of the group
-                    time.sleep(1)
-                    consumer = make_consumer(topic(PERSISTER_GROUP), **{"enable.auto.offset.store": True})
-                    consumer.subscribe([topic(DEAD_LETTER_TOPIC)])
+            run_until_stopped(store_batch, stop=StopFlag("dead_letters").install(), on_error=reconnect)
         finally:
             consumer.close()

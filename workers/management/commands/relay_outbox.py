@@ -1,15 +1,10 @@
-import logging
-import signal
-import time
-
+"""`manage.py relay_outbox`: publish outbox rows that were not published right after their commit."""
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
 
 from workers import metrics
+from workers.loop import StopFlag, run_until_stopped
 from workers.outbox import OutboxPublisher, relay_once
-
-log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -24,23 +19,17 @@ class Command(BaseCommand):
     def handle(self, *args, once, grace, interval, metrics_port, **options):
         metrics.serve(metrics_port)
         relay = OutboxPublisher()
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-        signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+        stop = StopFlag("relay").install()
         total = 0
-        while not stop:
-            close_old_connections()
-            try:
-                sent = relay_once(relay, grace_seconds=grace)
-            except Exception:
-                log.exception("relay pass failed")
-                connection.close()
-                sent = 0
-                time.sleep(1)
+
+        def one_pass() -> bool:
+            nonlocal total
+            sent = relay_once(relay, grace_seconds=grace)
             total += sent
             if once:
-                break
-            if sent == 0:
-                time.sleep(interval)
+                stop.request()
+            return sent > 0
+
+        run_until_stopped(one_pass, stop=stop, idle_seconds=interval)
         relay.producer.flush(5)
         self.stdout.write(f"relayed {total} outbox event(s)")

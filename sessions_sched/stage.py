@@ -7,17 +7,19 @@ from collections.abc import Sequence
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
-from enrollment.events import SESSIONS_SCHEDULED, Event
+from enrollment.events import SESSIONS_SCHEDULED
 from sessions_sched.scheduler import (
     WINDOW_SIZE,
     ensure_window,
     fill_windows,
     future_session_count,
 )
+from sessions_sched.trace import trace_section
+from workers.envelope import Event
 from workers.errors import PermanentError
 from workers.outbox import Emission, emit, emit_many
 from workers.sql import fetch
-from workers.stage import Stage
+from workers.stage import RetryPolicy, Stage
 
 log = logging.getLogger(__name__)
 
@@ -89,5 +91,6 @@ STAGE = Stage(
     topics=("trainer-allocated",),
     handler=handle_trainer_allocated,
     batch_handler=handle_trainer_allocated_batch,
-    max_attempts=3,
+    retry=RetryPolicy(max_attempts=3),
+    trace=trace_section,
 )

@@ -1,4 +1,4 @@
-"""Gunicorn hooks: `gunicorn -c python:enrollment.gunicorn_conf ...`.
+"""Gunicorn hooks: `gunicorn -c python:settings.gunicorn ...`.
 
 - Each worker is warmed before it takes traffic (enrollment/warmup.py says why).
 - Prometheus multiprocess mode, only when PROMETHEUS_MULTIPROC_DIR is set: the directory is emptied when the

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from django.db import connection
 
-from enrollment.events import topic
-from enrollment.kafka import group_lag
-from enrollment.stages import ALL_STAGES
+from workers.kafka import group_lag
 from workers.models import OutboxEvent
-
-STAGE_GROUPS = {stage.group_id: list(stage.topics) for stage in ALL_STAGES}
+from workers.registry import stages
 
 
 def total_lag() -> int:
-    """Messages not yet committed by the four stage groups, over all their partitions."""
-    return sum(sum(group_lag(topic(g), [topic(t) for t in ts]).values()) for g, ts in STAGE_GROUPS.items())
+    """Messages not yet committed by the registered stages' groups, over all their partitions."""
+    return sum(sum(group_lag(s.kafka_group_id(), s.topic_names()).values()) for s in stages())
 
 
 def invariants(n: int, expected_dead_letters: int = 0) -> dict[str, bool]:

@@ -1,4 +1,8 @@
-"""Kafka client configuration in one place, so every producer, consumer and admin client agrees."""
+"""Kafka client configuration in one place, so every producer, consumer and admin client agrees; topic names.
+
+Every topic and consumer group name carries `settings.KAFKA_TOPIC_PREFIX` (empty in production), so several
+pipelines or test runs can share one broker.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +11,20 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 
-from enrollment.events import ALL_TOPICS, topic
+# The framework's own topic: every stage's dead letters (workers.dead_letters).
+DEAD_LETTER_TOPIC = "dead-letter-queue"
+
+
+def topic(base_name: str) -> str:
+    """The real topic (or consumer group) name for a base name, with the configured prefix."""
+    return f"{settings.KAFKA_TOPIC_PREFIX}{base_name}"
+
+
+def pipeline_topics() -> list[str]:
+    """Base names of every topic of the pipeline: the contract's event topics, then the dead-letter topic."""
+    from workers.registry import contract
+
+    return [*dict.fromkeys(contract().topics.values()), DEAD_LETTER_TOPIC]
 
 
 def base_config() -> dict[str, Any]:
@@ -50,16 +67,18 @@ def make_consumer(group_id: str, **overrides: Any) -> Consumer:
 
 
 def create_topics(
-    names: list[str] | None = None, *, partitions: int | None = None, replication: int | None = None, timeout: float = 30
+    names: list[str] | None = None, *, partitions: int | None = None, replication: int | None = None,
+    timeout: float = 30,
 ) -> dict[str, str]:
     """Create the given topics (default: every topic of the pipeline) if missing. Returns name -> 'created'|'exists'."""
-    names = names if names is not None else [topic(name) for name in ALL_TOPICS]
+    names = names if names is not None else [topic(name) for name in pipeline_topics()]
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
     replication = replication or settings.KAFKA_TOPIC_REPLICATION
     client = admin_client()
     existing = set(client.list_topics(timeout=timeout).topics)
     result = {name: "exists" for name in names if name in existing}
-    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in names if name not in existing]
+    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication)
+            for name in names if name not in existing]
     if todo:
         for name, future in client.create_topics(todo, operation_timeout=timeout, request_timeout=timeout).items():
             try:

@@ -1,4 +1,4 @@
-"""WSGI entry point (gunicorn enrollment.wsgi)."""
+"""WSGI entry point (gunicorn settings.wsgi)."""
 import os
 
 from django.core.wsgi import get_wsgi_application

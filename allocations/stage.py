@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from allocations.client import AllocationRequest, AllocationResult, close_client, get_client
-from enrollment.events import TRAINER_ALLOCATED, Event
+from allocations.client import (
+    AllocationRequest,
+    AllocationResult,
+    close_client,
+    get_client,
+)
+from allocations.trace import trace_section
+from enrollment.events import TRAINER_ALLOCATED
+from workers.envelope import Event
 from workers.errors import PermanentError, TransientError
 from workers.outbox import Emission, emit_many
-from workers.stage import Stage
+from workers.stage import RetryPolicy, Stage
 
 
 def _allocated(event: Event, result: AllocationResult) -> Emission:
@@ -58,6 +65,7 @@ STAGE = Stage(
     topics=("purchase-created",),
     handler=handle_purchase_created,
     batch_handler=handle_purchase_created_batch,
-    max_attempts=5,
+    retry=RetryPolicy(max_attempts=5),
+    trace=trace_section,
     on_close=close_client,
 )

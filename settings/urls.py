@@ -1,3 +1,4 @@
+"""The URLs of the whole site: the composition root mounts each app's views."""
 from django.contrib import admin
 from django.urls import include, path
 

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 
-from enrollment.events import PURCHASE_CREATED, Event
+from enrollment.events import PURCHASE_CREATED
 from enrollment.models import Course, Student
 from purchases.models import Payment, StudentCoursePurchase
+from purchases.trace import trace_section
+from workers.envelope import Event
 from workers.errors import PermanentError
 from workers.outbox import Emission, emit, emit_many
 from workers.sql import fetch, unnest_insert
-from workers.stage import Stage
+from workers.stage import RetryPolicy, Stage
 
 log = logging.getLogger(__name__)
 
@@ -125,5 +127,6 @@ STAGE = Stage(
     topics=("purchase-confirmed",),
     handler=handle_purchase_confirmed,
     batch_handler=handle_purchase_confirmed_batch,
-    max_attempts=3,
+    retry=RetryPolicy(max_attempts=3),
+    trace=trace_section,
 )

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from enrollment.kafka import create_topics
+from workers.kafka import create_topics
 
 
 class Command(BaseCommand):

@@ -53,7 +53,8 @@ def seed_payments(pairs: list[tuple[int, int]], prefix: str = "seed") -> list:
 
 def purchase_confirmed(payment):
     """The PURCHASE_CONFIRMED event the webhook emits for a payment."""
-    from enrollment.events import PURCHASE_CONFIRMED, build_event
+    from enrollment.events import PURCHASE_CONFIRMED
+    from workers.envelope import build_event
 
     return build_event(
         PURCHASE_CONFIRMED,

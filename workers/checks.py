@@ -1,0 +1,53 @@
+"""System checks of the stage registry, run at boot by every management command and by the web app, as
+Karafka validates its routing with contracts: a wrong PIPELINE_STAGES fails loudly before any consumer
+starts, not at the first message."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, register
+from django.core.exceptions import ImproperlyConfigured
+
+from workers import registry
+
+
+@register("pipeline")
+def stage_registry_is_valid(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    try:
+        contract = registry.contract()
+        stages = registry.stages()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="workers.E001")]
+    errors: list[CheckMessage] = []
+    for label, values in (("name", [s.name for s in stages]), ("group_id", [s.group_id for s in stages])):
+        for value, count in Counter(values).items():
+            if count > 1:
+                errors.append(Error(f"{count} stages of PIPELINE_STAGES share the {label} {value!r}",
+                                    hint=f"Each stage needs a {label} of its own.", id="workers.E002"))
+    known = contract.event_topics
+    for stage in stages:
+        errors.extend(_stage_errors(stage, known))
+    return errors
+
+
+def _stage_errors(stage, known_topics: frozenset[str]) -> list[CheckMessage]:
+    where = f"stage {stage.name!r}"
+    errors = []
+    if not stage.topics:
+        errors.append(Error(f"{where} consumes no topic", id="workers.E003"))
+    for name in stage.topics:
+        if name not in known_topics:
+            errors.append(Error(f"{where} consumes {name!r}, a topic no event type of the contract is published to",
+                                hint=f"Known topics: {', '.join(sorted(known_topics))}.", id="workers.E003"))
+    if not callable(stage.handler):
+        errors.append(Error(f"{where}: handler is not callable", id="workers.E004"))
+    if stage.batch_handler is not None and not callable(stage.batch_handler):
+        errors.append(Error(f"{where}: batch_handler is not callable", id="workers.E004"))
+    if stage.batch_handler is not None and not stage.batchable:
+        errors.append(Error(f"{where} is not batchable but has a batch handler", id="workers.E005"))
+    if stage.retry.max_attempts < 1:
+        errors.append(Error(f"{where}: retry.max_attempts must be at least 1", id="workers.E006"))
+    if stage.trace is not None and not callable(stage.trace):
+        errors.append(Error(f"{where}: trace hook is not callable", id="workers.E004"))
+    return errors

@@ -1,0 +1,74 @@
+"""The stage registry and the event contract, loaded from settings by dotted path.
+
+As Django loads `MIDDLEWARE` (`BaseHandler.load_middleware`) and Zulip finds its queue workers, the
+framework reads `settings.PIPELINE_STAGES` (the stages in flow order, each a dotted path to a `Stage`) and
+`settings.PIPELINE_CONTRACT` (a dotted path to a `Contract`) once, with `import_string`, and forgets them
+when a test overrides either setting. Everything that needs the list of stages (consumer commands,
+`worker_health`, `create_topics`, the trace page, the demo's invariants, the bench, the e2e harness) reads
+it here, so adding a stage is one line in settings.
+"""
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from workers.contract import Contract
+    from workers.stage import Stage
+
+
+@functools.cache
+def contract() -> Contract:
+    from workers.contract import Contract
+
+    loaded = _load(settings.PIPELINE_CONTRACT, "PIPELINE_CONTRACT")
+    if not isinstance(loaded, Contract):
+        raise ImproperlyConfigured(f"PIPELINE_CONTRACT {settings.PIPELINE_CONTRACT!r} is not a workers Contract")
+    return loaded
+
+
+@functools.cache
+def stages() -> tuple[Stage, ...]:
+    """Every stage of `settings.PIPELINE_STAGES`, in flow order."""
+    from workers.stage import Stage
+
+    loaded = []
+    for path in settings.PIPELINE_STAGES:
+        stage = _load(path, "PIPELINE_STAGES")
+        if not isinstance(stage, Stage):
+            raise ImproperlyConfigured(f"PIPELINE_STAGES entry {path!r} is a {type(stage).__name__}, not a Stage")
+        loaded.append(stage)
+    return tuple(loaded)
+
+
+def stage(name: str) -> Stage:
+    """The registered stage of that name (ImproperlyConfigured when none is)."""
+    for candidate in stages():
+        if candidate.name == name:
+            return candidate
+    known = ", ".join(s.name for s in stages())
+    raise ImproperlyConfigured(f"no stage named {name!r} in PIPELINE_STAGES (known: {known})")
+
+
+def _load(path: str, setting: str):
+    try:
+        return import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{setting} entry {path!r} cannot be imported: {exc}") from exc
+
+
+@receiver(setting_changed)
+def _forget(*, setting: str, **kwargs) -> None:
+    if setting == "PIPELINE_STAGES":
+        stages.cache_clear()
+    elif setting == "PIPELINE_CONTRACT":
+        contract.cache_clear()
+        from workers import envelope
+
+        envelope.forget_contract()
