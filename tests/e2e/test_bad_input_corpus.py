@@ -196,7 +196,7 @@ def test_every_bad_message_is_dead_lettered_once_with_its_reason_and_nothing_els
             (k, v) for k, v in case.kafka_headers() if not k.startswith("dlq.")]
         assert "\x00" not in context["error_message"] and "\x00" not in context["traceback"]
         if case.name == "spoofed dlq headers":  # the original's own dlq.* headers never pass for ours
-            assert context["event_id"] == "" and context["student_id"] == ""
+            assert context["event_id"] == "" and context["partition_key"] == ""
 
     # ... and the dead_letters process stored each as exactly one row
     rows = defaultdict(list)
