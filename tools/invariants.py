@@ -38,9 +38,11 @@ def invariants(n: int, expected_dead_letters: int = 0) -> dict[str, bool]:
         checks["no trainer double-booked"] = one(
             "SELECT count(*) FROM (SELECT trainer_id, starts_at FROM training_sessions"
             " GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
+        # "Future" as of when each session was booked: a slot that starts seconds after it was booked (08:00 in
+        # Sydney while a run crosses 21:00 UTC) has passed by the time the run is checked, and that is no fault.
         checks["every payment has 7 future weekday sessions"] = one(
             "SELECT count(*) FROM (SELECT a.id FROM trainer_allocations a JOIN training_sessions s"
-            " ON s.allocation_id = a.id JOIN courses c ON c.id = a.course_id WHERE s.starts_at > now()"
+            " ON s.allocation_id = a.id JOIN courses c ON c.id = a.course_id WHERE s.starts_at > s.created_at"
             " AND extract(isodow FROM s.starts_at AT TIME ZONE c.time_zone) < 6"
             " GROUP BY a.id HAVING count(*) = 7) ok") == n
         checks[f"dead letters: exactly the {expected_dead_letters} expected"] = (
