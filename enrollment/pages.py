@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
+
+from workers.registry import load
 
 # One course of the learning page, as the sections build it up (JSON-ready).
 CourseItem = dict[str, Any]
@@ -38,16 +38,7 @@ class PageSection:
 
 @functools.cache
 def page_sections() -> tuple[PageSection, ...]:
-    sections = []
-    for path in settings.STUDENT_PAGE_SECTIONS:
-        try:
-            section = import_string(path)
-        except ImportError as exc:
-            raise ImproperlyConfigured(f"STUDENT_PAGE_SECTIONS entry {path!r} cannot be imported: {exc}") from exc
-        if not isinstance(section, PageSection):
-            raise ImproperlyConfigured(f"STUDENT_PAGE_SECTIONS entry {path!r} is not a PageSection")
-        sections.append(section)
-    return tuple(sections)
+    return tuple(load(path, "STUDENT_PAGE_SECTIONS", PageSection) for path in settings.STUDENT_PAGE_SECTIONS)
 
 
 @receiver(setting_changed)

@@ -117,7 +117,7 @@ class StageConsumer:
             log.exception("batch could not be made durable; rewinding it", extra={"stage": self.stage.name,
                                                                                    "pause_seconds": pause})
             self._rewind(sources)
-            self._reset_db()
+            reset_db_connection()
             time.sleep(pause)
             return False
         self._infra_failures = 0
@@ -152,7 +152,7 @@ class StageConsumer:
                 self.processor.run_due()
         except Exception:
             log.exception("running retries failed", extra={"stage": self.stage.name})
-            self._reset_db()
+            reset_db_connection()
 
     def _set_paused(self, paused: bool) -> None:
         assignment = self.consumer.assignment()
@@ -167,7 +167,7 @@ class StageConsumer:
             publisher().mark_delivered()
         except Exception:
             log.exception("marking outbox rows sent failed", extra={"stage": self.stage.name})
-            self._reset_db()
+            reset_db_connection()
         now = time.monotonic()
         if now - self._gauges_at < GAUGE_EVERY_SECONDS:
             return
@@ -182,11 +182,7 @@ class StageConsumer:
                     metrics.CONSUMER_LAG.labels(self.stage.name, tp.topic, tp.partition).set(max(high - tp.offset, 0))
         except Exception:
             log.debug("gauges failed", exc_info=True)
-            self._reset_db()
-
-    @staticmethod
-    def _reset_db() -> None:
-        reset_db_connection()
+            reset_db_connection()
 
     def close(self) -> None:
         try:

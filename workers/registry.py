@@ -10,7 +10,7 @@ it here, so adding a stage is one line in settings.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -22,15 +22,14 @@ if TYPE_CHECKING:
     from workers.contract import Contract
     from workers.stage import Stage
 
+T = TypeVar("T")
+
 
 @functools.cache
 def contract() -> Contract:
     from workers.contract import Contract
 
-    loaded = _load(settings.PIPELINE_CONTRACT, "PIPELINE_CONTRACT")
-    if not isinstance(loaded, Contract):
-        raise ImproperlyConfigured(f"PIPELINE_CONTRACT {settings.PIPELINE_CONTRACT!r} is not a workers Contract")
-    return loaded
+    return load(settings.PIPELINE_CONTRACT, "PIPELINE_CONTRACT", Contract)
 
 
 @functools.cache
@@ -38,13 +37,7 @@ def stages() -> tuple[Stage, ...]:
     """Every stage of `settings.PIPELINE_STAGES`, in flow order."""
     from workers.stage import Stage
 
-    loaded = []
-    for path in settings.PIPELINE_STAGES:
-        stage = _load(path, "PIPELINE_STAGES")
-        if not isinstance(stage, Stage):
-            raise ImproperlyConfigured(f"PIPELINE_STAGES entry {path!r} is a {type(stage).__name__}, not a Stage")
-        loaded.append(stage)
-    return tuple(loaded)
+    return tuple(load(path, "PIPELINE_STAGES", Stage) for path in settings.PIPELINE_STAGES)
 
 
 def stage(name: str) -> Stage:
@@ -56,11 +49,16 @@ def stage(name: str) -> Stage:
     raise ImproperlyConfigured(f"no stage named {name!r} in PIPELINE_STAGES (known: {known})")
 
 
-def _load(path: str, setting: str):
+def load(path: str, setting: str, kind: type[T]) -> T:
+    """The object at a dotted path of a setting, which must be a `kind`; ImproperlyConfigured naming the
+    setting and the entry otherwise. (Also used for settings outside the framework: the page sections.)"""
     try:
-        return import_string(path)
+        loaded = import_string(path)
     except ImportError as exc:
         raise ImproperlyConfigured(f"{setting} entry {path!r} cannot be imported: {exc}") from exc
+    if not isinstance(loaded, kind):
+        raise ImproperlyConfigured(f"{setting} entry {path!r} is a {type(loaded).__name__}, not a {kind.__name__}")
+    return loaded
 
 
 @receiver(setting_changed)
