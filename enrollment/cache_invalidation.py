@@ -1,4 +1,4 @@
-"""Delete a student's cached pages when their enrollment changes (purchase, trainer, sessions).
+"""Delete a student's cached pages when their enrollment changes (purchase, trainer, sessions, a cancellation).
 
 Fire-and-forget: a Redis failure is logged and counted, never raised (pages then refresh at their expiry).
 Keys go through Django's cache API, like the views that set them, so both agree on the real Redis key
@@ -14,13 +14,21 @@ from django_redis.exceptions import ConnectionInterrupted
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from enrollment.events import PURCHASE_CREATED, SESSIONS_SCHEDULED, TRAINER_ALLOCATED
+from enrollment.events import (
+    ALLOCATION_RELEASED,
+    PURCHASE_CANCELLED,
+    PURCHASE_CREATED,
+    SESSIONS_SCHEDULED,
+    TRAINER_ALLOCATED,
+)
 from workers.envelope import Event
 from workers.stage import DeadLetterPolicy, RetryPolicy, Stage
 
 log = logging.getLogger(__name__)
 
-INVALIDATING_EVENTS = frozenset({PURCHASE_CREATED, TRAINER_ALLOCATED, SESSIONS_SCHEDULED})
+INVALIDATING_EVENTS = frozenset(
+    {PURCHASE_CREATED, TRAINER_ALLOCATED, SESSIONS_SCHEDULED, PURCHASE_CANCELLED, ALLOCATION_RELEASED}
+)
 CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
 CACHE_FAILURES = Counter("pipeline_cache_invalidation_failures_total", "Cache deletes that failed (acknowledged)")
 
@@ -59,7 +67,7 @@ def handle_cache_events(events: Sequence[Event]) -> None:
 STAGE = Stage(
     name="cache",
     group_id="cache-invalidation-workers",
-    topics=("purchase-created", "trainer-allocated", "sessions-scheduled"),
+    topics=("purchase-created", "trainer-allocated", "sessions-scheduled", "purchase-cancelled", "allocation-released"),
     handler=handle_cache_event,
     batch_handler=handle_cache_events,
     retry=RetryPolicy(max_attempts=1),

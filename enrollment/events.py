@@ -8,7 +8,7 @@ The Kafka key is the student id, so one student's events stay in order within a 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,6 +18,8 @@ PURCHASE_CONFIRMED = "PURCHASE_CONFIRMED"
 PURCHASE_CREATED = "PURCHASE_CREATED"
 TRAINER_ALLOCATED = "TRAINER_ALLOCATED"
 SESSIONS_SCHEDULED = "SESSIONS_SCHEDULED"
+PURCHASE_CANCELLED = "PURCHASE_CANCELLED"
+ALLOCATION_RELEASED = "ALLOCATION_RELEASED"
 
 # Base topic names; workers.kafka.topic() adds settings.KAFKA_TOPIC_PREFIX.
 TOPIC_BY_EVENT_TYPE = {
@@ -25,7 +27,12 @@ TOPIC_BY_EVENT_TYPE = {
     PURCHASE_CREATED: "purchase-created",
     TRAINER_ALLOCATED: "trainer-allocated",
     SESSIONS_SCHEDULED: "sessions-scheduled",
+    PURCHASE_CANCELLED: "purchase-cancelled",
+    ALLOCATION_RELEASED: "allocation-released",
 }
+
+# Why an enrollment was cancelled: the refund reasons of the provider, or an operator in the admin.
+CANCEL_REASONS = ("requested_by_customer", "duplicate", "fraudulent", "chargeback", "operator")
 
 PositiveId = Annotated[int, Field(gt=0, lt=2**63)]
 
@@ -78,11 +85,35 @@ class SessionsScheduledV1(_Strict):
     future_sessions: Annotated[int, Field(ge=0)]
 
 
+class PurchaseCancelledV1(_Strict):
+    """A full refund or a chargeback cancelled the purchase (already deactivated when this is emitted)."""
+
+    purchase_id: PositiveId
+    payment_id: PositiveId
+    student_id: PositiveId
+    course_id: PositiveId
+    reason: Literal[CANCEL_REASONS]  # type: ignore[valid-type]
+
+
+class AllocationReleasedV1(_Strict):
+    """An allocation stopped holding its trainer's time (cancelled with its purchase, or ended by an operator);
+    its future sessions were cancelled in the same transaction."""
+
+    allocation_id: PositiveId
+    purchase_id: PositiveId | None
+    student_id: PositiveId
+    course_id: PositiveId
+    status: Literal["ended", "cancelled"]
+    sessions_cancelled: Annotated[int, Field(ge=0)]
+
+
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Strict]] = {
     (PURCHASE_CONFIRMED, 1): PurchaseConfirmedV1,
     (PURCHASE_CREATED, 1): PurchaseCreatedV1,
     (TRAINER_ALLOCATED, 1): TrainerAllocatedV1,
     (SESSIONS_SCHEDULED, 1): SessionsScheduledV1,
+    (PURCHASE_CANCELLED, 1): PurchaseCancelledV1,
+    (ALLOCATION_RELEASED, 1): AllocationReleasedV1,
 }
 
 CONTRACT = Contract(schemas=PAYLOAD_SCHEMAS, topics=TOPIC_BY_EVENT_TYPE, key_field="student_id")

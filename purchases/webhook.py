@@ -17,8 +17,6 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -32,25 +30,24 @@ from pydantic import (
 )
 
 from enrollment.events import PURCHASE_CONFIRMED
+from purchases.http import PROVIDER_ID_PATTERN, error, field_errors, read_signed_json
 from purchases.models import Payment
-from purchases.signing import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    InvalidSignature,
-    verify,
-)
+from purchases.settlement import PAYMENT_LOCK_SUBQUERY
 from workers.outbox import Emission, emit_with
 from workers.sql import fetch
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_AMOUNT = Decimal("1000000.00")
-_AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
-# Provider payment ids are opaque tokens ("pi_3MtwBw...", UUIDs): letters, digits and _ . : - only. Anything else
-# (NUL bytes PostgreSQL cannot store, markup, quotes, spaces) is refused with a 400, not stored.
-PROVIDER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-_CENTS = Decimal("0.01")
+AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
+CENTS = Decimal("0.01")
+
+
+def decimal_amount(value: Any) -> Decimal:
+    """Money travels as strings ("49.00"): a float has already lost precision by the time we see it."""
+    if not isinstance(value, str) or not AMOUNT_RE.match(value):
+        raise ValueError('amount must be a decimal string with at most 2 decimals, such as "49.00"')
+    return Decimal(value).quantize(CENTS)
 
 
 class PaymentConfirmation(BaseModel):
@@ -69,10 +66,7 @@ class PaymentConfirmation(BaseModel):
     @field_validator("amount", mode="before")
     @classmethod
     def _amount_is_a_decimal_string(cls, value: Any) -> Decimal:
-        # Money travels as strings ("49.00"): a float has already lost precision by the time we see it.
-        if not isinstance(value, str) or not _AMOUNT_RE.match(value):
-            raise ValueError('amount must be a decimal string with at most 2 decimals, such as "49.00"')
-        return Decimal(value).quantize(_CENTS)
+        return decimal_amount(value)
 
     @field_validator("confirmed_at")
     @classmethod
@@ -86,21 +80,9 @@ class PaymentConfirmation(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _error(status: int, message: str, **extra: Any) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
-
-
-def _field_errors(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "body"
-        errors.setdefault(field, err["msg"])
-    return errors
-
-
 def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
     if existing.body_sha256 != digest:
-        return _error(409, "provider_payment_id was already confirmed with different content")
+        return error(409, "provider_payment_id was already confirmed with different content")
     return JsonResponse(
         {"payment_id": existing.pk, "correlation_id": str(existing.correlation_id), "status": "already_accepted"},
         status=200,
@@ -115,10 +97,12 @@ LOOKUPS_SQL = (
     " EXISTS (SELECT 1 FROM students WHERE id = %s), EXISTS (SELECT 1 FROM courses WHERE id = %s),"
     " nextval(pg_get_serial_sequence('payments', 'id'))"
 )
+# The payment's advisory lock (purchases.settlement) is held from the INSERT to the commit, so a refund that
+# arrives at the same time either sees this payment or is seen by the purchases stage.
 INSERT_PAYMENT_SQL = (
     "INSERT INTO payments (id, provider_payment_id, student_id, course_id, amount, currency, correlation_id,"
-    " body_sha256, confirmed_at, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())"
-    " RETURNING id"
+    " body_sha256, confirmed_at, received_at) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp()"
+    f" FROM {PAYMENT_LOCK_SUBQUERY} RETURNING id"
 )
 
 
@@ -134,7 +118,8 @@ def _accept(confirmation: PaymentConfirmation, payment_id: int, digest: str) -> 
     emit_with(
         INSERT_PAYMENT_SQL,
         [payment_id, confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id,
-         confirmation.amount, confirmation.currency, correlation_id, digest, confirmation.confirmed_at],
+         confirmation.amount, confirmation.currency, correlation_id, digest, confirmation.confirmed_at,
+         confirmation.provider_payment_id],
         Emission(
             PURCHASE_CONFIRMED,
             {
@@ -153,48 +138,22 @@ def _accept(confirmation: PaymentConfirmation, payment_id: int, digest: str) -> 
 
 @csrf_exempt
 def payment_confirmation(request: HttpRequest) -> JsonResponse:
-    if request.method != "POST":
-        response = _error(405, "method not allowed: POST a signed JSON confirmation")
-        response["Allow"] = "POST"
-        return response
-    if request.content_type and request.content_type != "application/json":
-        return _error(415, "Content-Type must be application/json")
-    try:
-        body = request.body
-    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it at all
-        body = None
-    if body is None or len(body) > MAX_BODY_BYTES:
-        return _error(413, f"body over {MAX_BODY_BYTES} bytes")
-    try:
-        verify(
-            body,
-            settings.PAYMENT_WEBHOOK_SECRET,
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
-            tolerance_seconds=settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS,
-        )
-    except InvalidSignature as exc:
-        return _error(401, str(exc))
-
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer over 4300 digits, hostile nesting
-        return _error(400, "body is not valid JSON")
-    if not isinstance(raw, dict):
-        return _error(400, "body must be a JSON object")
+    raw, problem = read_signed_json(request, "confirmation")
+    if problem is not None:
+        return problem
     try:
         confirmation = PaymentConfirmation.model_validate(raw)
     except ValidationError as exc:
-        return JsonResponse({"errors": _field_errors(exc)}, status=400)
+        return JsonResponse({"errors": field_errors(exc)}, status=400)
     digest = confirmation.content_sha256()
 
     existing_id, student_known, course_known, payment_id = _lookups(confirmation)
     if existing_id is not None:
         return _answer_existing(Payment.objects.get(pk=existing_id), digest)
     if not student_known:
-        return _error(422, "unknown student", student_id=confirmation.student_id)
+        return error(422, "unknown student", student_id=confirmation.student_id)
     if not course_known:
-        return _error(422, "unknown course", course_id=confirmation.course_id)
+        return error(422, "unknown course", course_id=confirmation.course_id)
 
     try:
         correlation_id = _accept(confirmation, payment_id, digest)

@@ -57,6 +57,8 @@ class PurchaseFactory(factory.django.DjangoModelFactory):
     student = factory.SelfAttribute("payment.student")
     course = factory.SelfAttribute("payment.course")
     correlation_id = factory.SelfAttribute("payment.correlation_id")
+    is_active = True
+    cancelled_at = factory.LazyAttribute(lambda o: None if o.is_active else timezone.now())
 
 
 class TrainerFactory(factory.django.DjangoModelFactory):

@@ -8,6 +8,10 @@
 - PermanentError: retrying cannot help (unknown student, a 4xx from a dependency); dead-lettered at once.
 - Any other exception is a bug or an unexpected state: treated like a transient error (retried, then
   dead-lettered) so a deploy that fixes the bug can still save the event, but it does not trip the breaker.
+- Superseded: the event names something that was undone meanwhile (a cancelled purchase, a released
+  allocation). Not a failure: the event counts as processed, its handler's writes are rolled back, and it is
+  logged and counted (`pipeline_events_superseded_total`). Raised by a one-event handler; a batch handler
+  that raises it is re-run one event at a time, like any batch that raises.
 - InvalidEvent (workers.envelope): the message is not an event at all; dead-lettered at once.
 """
 from __future__ import annotations
@@ -26,6 +30,10 @@ class DependencyUnavailable(TransientError):
 
 class PermanentError(Exception):
     """This event can never succeed as it is; dead-letter it now."""
+
+
+class Superseded(Exception):
+    """Nothing to do any more: what the event asks for was undone meanwhile (see the module docstring)."""
 
 
 # Failures that mean "the dependency is down": they feed the circuit breaker.

@@ -24,6 +24,8 @@ BREAKER_OPEN = Gauge("pipeline_circuit_open", "1 while the stage's circuit break
 BREAKER_TRANSITIONS = Counter("pipeline_circuit_transitions_total", "Breaker state changes", ["stage", "state"])
 EVENTS_DROPPED = Counter("pipeline_events_dropped_total",
                          "Events given up on by a stage whose dead-letter policy is log-and-count", ["stage", "reason"])
+EVENTS_SUPERSEDED = Counter("pipeline_events_superseded_total",
+                            "Events skipped because what they name was undone meanwhile", ["stage", "event_type"])
 OUTBOX_SENT = Counter("pipeline_outbox_sent_total", "Outbox rows confirmed by the broker")
 OUTBOX_PUBLISH_FAILED = Counter("pipeline_outbox_publish_failed_total", "Outbox deliveries that failed")
 DEAD_LETTERS_STORED = Counter("pipeline_dead_letters_stored_total", "DLQ messages stored as DeadLetter rows")

@@ -29,7 +29,7 @@ from workers import metrics
 from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
 from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
 from workers.envelope import Event, InvalidEvent, decode, misplaced
-from workers.errors import PermanentError
+from workers.errors import PermanentError, Superseded
 from workers.models import PendingRetry
 from workers.pending import error_parts, keep, pending_row, source_of
 from workers.retry import Backoff, CircuitBreaker
@@ -147,12 +147,22 @@ class Processor:
             with transaction.atomic():
                 fresh = self._claim([event])
                 if fresh:
-                    self.stage.handler(event)
+                    self._handle_one(event)
             self._succeeded(fresh)
             return True
         except Exception as exc:
             self._failed(source, event, exc, attempts=1, first_failed_at=None)
             return False
+
+    def _handle_one(self, event: Event) -> None:
+        """The stage's handler in a savepoint, so a Superseded event keeps its claim and none of its writes."""
+        try:
+            with transaction.atomic():
+                self.stage.handler(event)
+        except Superseded as exc:
+            metrics.EVENTS_SUPERSEDED.labels(self.stage.name, event.event_type).inc()
+            log.info("superseded: %s", exc, extra={"stage": self.stage.name, "event_id": str(event.event_id),
+                                                   "correlation_id": str(event.correlation_id)})
 
     def _failed(
         self, source: SourceMessage, event: Event, exc: Exception, *, attempts: int, first_failed_at
@@ -224,7 +234,7 @@ class Processor:
             with transaction.atomic():
                 fresh = self._claim([event])
                 if fresh:
-                    self.stage.handler(event)
+                    self._handle_one(event)
             row.delete()
             self._succeeded(fresh)
             self._resolve_replays([source])

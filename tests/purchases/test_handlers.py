@@ -74,7 +74,7 @@ class TestHandlePurchaseConfirmed:
 
     @pytest.mark.parametrize(
         "override,reason",
-        [({"student_id": 10**9}, "unknown student"), ({"course_id": 10**9}, "unknown course"),
+        [({"student_id": 10**9}, "another student or course"), ({"course_id": 10**9}, "another student or course"),
          ({"payment_id": 10**9}, "unknown payment")],
     )
     def test_unknown_references_are_permanent_errors(self, override, reason):
@@ -95,9 +95,10 @@ class TestHandlePurchaseConfirmed:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_concurrent_purchase_hitting_the_unique_index_is_already_done_and_keeps_the_transaction_usable():
+def test_a_concurrent_purchase_hitting_the_unique_index_flags_a_duplicate_and_keeps_the_transaction_usable():
     """The handler does not see the other transaction's purchase yet, inserts, waits on the partial unique
-    index, and gets the violation when the other commits: done, nothing emitted, outer transaction intact."""
+    index, and gets the conflict when the other commits: the payment is a duplicate, nothing emitted, outer
+    transaction intact."""
     payment = PaymentFactory()
     other = PaymentFactory(student=payment.student, course=payment.course)
     outcome = {}
@@ -124,3 +125,5 @@ def test_a_concurrent_purchase_hitting_the_unique_index_is_already_done_and_keep
     assert outcome["outbox_in_tx"] == 0
     assert StudentCoursePurchase.objects.get().payment_id == other.pk
     assert not OutboxEvent.objects.exists()
+    payment.refresh_from_db()
+    assert (payment.status, payment.status_reason) == ("duplicate", "the student bought the course concurrently")

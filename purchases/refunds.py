@@ -1,0 +1,123 @@
+"""POST /api/payments/refunds: the provider's signed refund or chargeback notice.
+
+Answers: 202 a new refund; 200 a repeat of the same `provider_refund_id` with the same content; 409 a repeated
+id with other content, or refunds that would exceed what was paid; 422 an invalid body, or a currency other
+than the payment's. A refund for a payment not seen yet is accepted and kept (providers do not guarantee
+order): the purchases stage finds it when the confirmation comes, and a full one means no purchase.
+
+A full refund, or any chargeback, cancels the enrollment (`purchases.settlement.apply_refunds`); a partial
+refund is recorded and keeps it.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+from decimal import Decimal
+from typing import Annotated, Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from purchases.http import PROVIDER_ID_PATTERN, error, field_errors, read_signed_json
+from purchases.models import Payment, Refund
+from purchases.settlement import apply_refunds, lock_payment
+from purchases.webhook import MAX_AMOUNT, decimal_amount
+
+log = logging.getLogger(__name__)
+
+ProviderId = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=PROVIDER_ID_PATTERN)]
+
+
+class RefundNotice(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    provider_refund_id: ProviderId
+    provider_payment_id: ProviderId
+    amount: Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT)]
+    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
+    reason: Refund.Reason
+    refunded_at: AwareDatetime
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_is_a_decimal_string(cls, value: Any) -> Decimal:
+        return decimal_amount(value)
+
+    @field_validator("refunded_at")
+    @classmethod
+    def _to_utc(cls, value: datetime.datetime) -> datetime.datetime:
+        return value.astimezone(datetime.UTC)
+
+    def content_sha256(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Refused(Exception):
+    def __init__(self, response: JsonResponse) -> None:
+        self.response = response
+
+
+def _answer_existing(existing: Refund, digest: str) -> JsonResponse:
+    if existing.body_sha256 != digest:
+        return error(409, "provider_refund_id was already received with different content")
+    return JsonResponse({"refund_id": existing.pk, "status": "already_accepted"}, status=200)
+
+
+def _check_against(payment: Payment, notice: RefundNotice) -> None:
+    if notice.currency != payment.currency:
+        raise Refused(error(422, f"currency {notice.currency} does not match the payment's {payment.currency}"))
+    refunded = sum((r.amount for r in Refund.objects.filter(provider_payment_id=payment.provider_payment_id)),
+                   Decimal("0.00"))
+    if refunded + notice.amount > payment.amount:
+        raise Refused(error(409, "refunds would exceed what was paid", paid=str(payment.amount),
+                            refunded=str(refunded), requested=str(notice.amount)))
+
+
+def record_refund(notice: RefundNotice, digest: str) -> JsonResponse:
+    """Record the refund and apply it, with the payment locked; the answer for the webhook."""
+    with transaction.atomic():
+        lock_payment(notice.provider_payment_id)
+        existing = Refund.objects.filter(provider_refund_id=notice.provider_refund_id).first()
+        if existing is not None:
+            return _answer_existing(existing, digest)
+        payment = (Payment.objects.select_for_update(no_key=True)
+                   .filter(provider_payment_id=notice.provider_payment_id).first())
+        if payment is not None:
+            _check_against(payment, notice)
+        refund = Refund.objects.create(
+            provider_refund_id=notice.provider_refund_id, provider_payment_id=notice.provider_payment_id,
+            payment=payment, amount=notice.amount, currency=notice.currency, reason=notice.reason,
+            refunded_at=notice.refunded_at, body_sha256=digest,
+        )
+        enrollment = apply_refunds(payment, refund) if payment is not None else "payment_not_seen_yet"
+        status = Payment.objects.get(pk=payment.pk).status if payment is not None else None
+    log.info("refund accepted", extra={"refund_id": refund.pk, "payment_status": status, "enrollment": enrollment})
+    return JsonResponse({"refund_id": refund.pk, "status": "accepted", "payment_status": status,
+                         "enrollment": enrollment}, status=202)
+
+
+@csrf_exempt
+def payment_refund(request: HttpRequest) -> JsonResponse:
+    raw, problem = read_signed_json(request, "refund")
+    if problem is not None:
+        return problem
+    try:
+        notice = RefundNotice.model_validate(raw)
+    except ValidationError as exc:
+        return JsonResponse({"errors": field_errors(exc)}, status=422)
+    digest = notice.content_sha256()
+    try:
+        return record_refund(notice, digest)
+    except Refused as refused:
+        return refused.response
+    except IntegrityError:
+        # The same refund id for another payment, committed concurrently: answer from its row.
+        existing = Refund.objects.filter(provider_refund_id=notice.provider_refund_id).first()
+        if existing is None:
+            raise
+        return _answer_existing(existing, digest)
