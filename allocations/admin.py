@@ -1,7 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 
 from allocations.models import Trainer, TrainerAllocation
+from allocations.release import release
 from workers.trace import trace_link
+
+Status = TrainerAllocation.Status
 
 
 @admin.register(Trainer)
@@ -14,11 +18,35 @@ class TrainerAdmin(admin.ModelAdmin):
 
 @admin.register(TrainerAllocation)
 class TrainerAllocationAdmin(admin.ModelAdmin):
-    list_display = ("id", "student", "course", "trainer", "status", "slot_time", "created_at")
+    list_display = ("id", "student", "course", "trainer", "status", "slot_time", "purchase", "created_at",
+                    "released_at")
     list_filter = ("status",)
     search_fields = ("=correlation_id", "=student__id")
-    readonly_fields = ("enrollment_trace",)
+    readonly_fields = ("enrollment_trace", "released_at", "purchase")
+    actions = ("end_allocations",)
 
     @admin.display(description="Enrollment trace")
     def enrollment_trace(self, obj: TrainerAllocation) -> str:
         return trace_link(obj.correlation_id)
+
+    def save_model(self, request, obj: TrainerAllocation, form, change: bool) -> None:
+        """Ending or cancelling a holding allocation here releases it: its future sessions are cancelled and
+        the student's pages refreshed, as when its purchase is refunded."""
+        was = TrainerAllocation.objects.filter(pk=obj.pk).values_list("status", flat=True).first() if change else None
+        releasing = was in TrainerAllocation.HOLDING_STATUSES and obj.status in (Status.ENDED, Status.CANCELLED)
+        with transaction.atomic():
+            if releasing:
+                new_status, obj.status = obj.status, was
+            super().save_model(request, obj, form, change)
+            if releasing:
+                [done] = release(allocation_ids=[obj.pk], status=new_status)
+                obj.status = new_status
+                self.message_user(request, f"{done.sessions_cancelled} future session(s) cancelled.")
+
+    @admin.action(description="End selected allocations (cancels their future sessions)", permissions=["change"])
+    def end_allocations(self, request, queryset) -> None:
+        with transaction.atomic():
+            done = release(allocation_ids=list(queryset.values_list("pk", flat=True)), status=Status.ENDED)
+        self.message_user(request, f"Ended {len(done)} allocation(s); "
+                                   f"{sum(d.sessions_cancelled for d in done)} future session(s) cancelled.",
+                          messages.SUCCESS)

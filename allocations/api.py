@@ -1,11 +1,14 @@
 """The allocation API (the seed's admin-service), called over HTTP by the allocation consumer.
 
-POST /api/allocations        {"student_id", "course_id", "correlation_id"?}
-POST /api/allocations/batch  {"requests": [ up to 500 of the above ]}
+POST /api/allocations          {"student_id", "course_id", "purchase_id", "correlation_id"?}
+POST /api/allocations/batch    {"requests": [ up to 500 of the above ]}
+POST /api/allocations/release  {"purchase_id"}: cancel the purchase's holding allocation and its future sessions
 Auth: `Authorization: Bearer <ALLOCATION_API_TOKEN>`.
 
 Single answers: 201 created / 200 existing with the allocation; 409 {"error": "no trainer with capacity",
-"reason"}; 422 unknown student or course; 400 bad body {"errors": {field: msg}}; 401 bad token.
+"reason"}; 410 the purchase was cancelled (nothing to allocate any more); 422 an unknown purchase, or one of
+another student or course; 400 bad body {"errors": {field: msg}}; 401 bad token.
+Release answers 200 {"released": [{"allocation_id", "status", "sessions_cancelled"}]} (empty when nothing held).
 The batch answers 200 {"results": [{"status": <the code the single endpoint would give>, "body": <its body>}]}
 in request order. Invalid items are answered 400 on their own; the valid ones are allocated together by
 `allocate_many` (one transaction per course), so a bad item never affects the others.
@@ -19,19 +22,15 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, UnknownPurchase
 from allocations.models import TrainerAllocation
-from allocations.services import (
-    AllocationError,
-    NoCapacity,
-    UnknownCourse,
-    UnknownStudent,
-    allocate,
-    allocate_many,
-)
+from allocations.release import release
+from allocations.services import Request, allocate, allocate_many
 
 MAX_BATCH = 500
 
@@ -41,7 +40,14 @@ class AllocationRequest(BaseModel):
 
     student_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
     course_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+    purchase_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
     correlation_id: uuid.UUID | None = None
+
+
+class ReleaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    purchase_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
 
 
 def _field_errors(exc: ValidationError) -> dict[str, str]:
@@ -77,10 +83,10 @@ def answer(req: AllocationRequest, outcome: tuple[TrainerAllocation, bool] | All
     """(HTTP status, body) for the outcome of one request."""
     if isinstance(outcome, NoCapacity):
         return 409, {"error": "no trainer with capacity", "reason": outcome.reason}
-    if isinstance(outcome, UnknownStudent):
-        return 422, {"error": "unknown student", "student_id": req.student_id}
-    if isinstance(outcome, UnknownCourse):
-        return 422, {"error": "unknown course", "course_id": req.course_id}
+    if isinstance(outcome, PurchaseCancelled):
+        return 410, {"error": "purchase cancelled", "purchase_id": req.purchase_id}
+    if isinstance(outcome, UnknownPurchase):
+        return 422, {"error": str(outcome), "purchase_id": req.purchase_id}
     allocation, created = outcome
     return (201 if created else 200), allocation_body(allocation, created)
 
@@ -92,7 +98,7 @@ def process(raw: Any) -> tuple[int, dict[str, Any]]:
         return req
     try:
         outcome: tuple[TrainerAllocation, bool] | AllocationError = allocate(
-            req.student_id, req.course_id, req.correlation_id
+            req.student_id, req.course_id, req.correlation_id, purchase_id=req.purchase_id
         )
     except AllocationError as exc:
         outcome = exc
@@ -103,7 +109,8 @@ def process_many(items: list[Any]) -> list[tuple[int, dict[str, Any]]]:
     """A batch: invalid items answered 400, the valid ones allocated together (`allocate_many`)."""
     parsed = [validate(item) for item in items]
     valid = [(i, req) for i, req in enumerate(parsed) if isinstance(req, AllocationRequest)]
-    outcomes = allocate_many([(req.student_id, req.course_id, req.correlation_id) for _, req in valid])
+    outcomes = allocate_many([Request(req.student_id, req.course_id, req.correlation_id, req.purchase_id)
+                              for _, req in valid])
     answers: list[Any] = list(parsed)
     for (i, req), outcome in zip(valid, outcomes):
         answers[i] = answer(req, outcome)
@@ -157,3 +164,18 @@ def allocate_batch(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"errors": {"requests": f"at most {MAX_BATCH} requests per batch"}}, status=400)
     results = [{"status": status, "body": body} for status, body in process_many(items)]
     return JsonResponse({"results": results}, status=200)
+
+
+@csrf_exempt
+def release_purchase(request: HttpRequest) -> JsonResponse:
+    raw, problem = _parse(request)
+    if problem is not None:
+        return problem
+    try:
+        req = ReleaseRequest.model_validate(raw)
+    except ValidationError as exc:
+        return JsonResponse({"errors": _field_errors(exc)}, status=400)
+    with transaction.atomic():
+        released = release(purchase_id=req.purchase_id)
+    return JsonResponse({"released": [{"allocation_id": r.allocation_id, "status": r.status,
+                                       "sessions_cancelled": r.sessions_cancelled} for r in released]})

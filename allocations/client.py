@@ -1,7 +1,8 @@
 """HTTP client of the allocation API, with the failure mapping the consumer framework needs.
 
 - timeouts, connection errors, 5xx, 429 and 409 (no trainer has capacity right now) -> TransientError
-- any other 4xx (bad token, unknown student or course, bad request)                 -> PermanentError
+- 410 (the purchase was cancelled meanwhile)                                        -> Superseded
+- any other 4xx (bad token, unknown purchase, bad request)                          -> PermanentError
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from workers.errors import DependencyUnavailable, PermanentError, TransientError
+from workers.errors import DependencyUnavailable, PermanentError, Superseded, TransientError
 
 TRANSIENT_STATUSES = {409, 429}
 
@@ -23,12 +24,14 @@ TRANSIENT_STATUSES = {409, 429}
 class AllocationRequest:
     student_id: int
     course_id: int
+    purchase_id: int
     correlation_id: uuid.UUID | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "student_id": self.student_id,
             "course_id": self.course_id,
+            "purchase_id": self.purchase_id,
             "correlation_id": str(self.correlation_id) if self.correlation_id else None,
         }
 
@@ -51,7 +54,7 @@ class AllocationResult:
             raise TransientError(f"allocation API answered an unexpected body: {body!r:.200}") from exc
 
 
-def error_for(status: int, body: Any, what: str) -> TransientError | PermanentError:
+def error_for(status: int, body: Any, what: str) -> TransientError | PermanentError | Superseded:
     """The exception (not raised) for a non-2xx answer."""
     detail = body if isinstance(body, dict) else {}
     message = f"{what}: HTTP {status} {detail.get('error') or detail.get('errors') or ''}".strip()
@@ -61,10 +64,12 @@ def error_for(status: int, body: Any, what: str) -> TransientError | PermanentEr
         return DependencyUnavailable(message)
     if status in TRANSIENT_STATUSES:
         return TransientError(message)
+    if status == 410:
+        return Superseded(message)
     return PermanentError(message)
 
 
-def result_or_error(status: int, body: Any, what: str) -> AllocationResult | TransientError | PermanentError:
+def result_or_error(status: int, body: Any, what: str) -> AllocationResult | Exception:
     if status in (200, 201):
         if not isinstance(body, dict):
             return TransientError(f"{what}: HTTP {status} without a JSON object body")
@@ -99,9 +104,8 @@ class AllocationClient:
             body = None
         return response.status_code, body
 
-    def allocate(self, student_id: int, course_id: int, correlation_id: uuid.UUID | None = None) -> AllocationResult:
-        what = f"allocation of student {student_id} to course {course_id}"
-        request = AllocationRequest(student_id, course_id, correlation_id)
+    def allocate(self, request: AllocationRequest) -> AllocationResult:
+        what = f"allocation of student {request.student_id} to course {request.course_id}"
         status, body = self._post("/api/allocations", request.as_json())
         result = result_or_error(status, body, what)
         if isinstance(result, Exception):
@@ -110,7 +114,7 @@ class AllocationClient:
 
     def allocate_many(
         self, requests_: Sequence[AllocationRequest]
-    ) -> list[AllocationResult | TransientError | PermanentError]:
+    ) -> list[AllocationResult | Exception]:
         """One HTTP call for many allocations; per item, the result or the exception it maps to (not raised).
         A failure of the call as a whole (timeout, 5xx, 401, ...) is raised."""
         if not requests_:
@@ -126,6 +130,17 @@ class AllocationClient:
                             f"to course {req.course_id}")
             for req, item in zip(requests_, results)
         ]
+
+
+    def release(self, purchase_id: int) -> list[dict[str, Any]]:
+        """Cancel the purchase's holding allocation (and its future sessions); returns what was released."""
+        status, body = self._post("/api/allocations/release", {"purchase_id": purchase_id})
+        released = body.get("released") if status == 200 and isinstance(body, dict) else None
+        if status != 200:
+            raise error_for(status, body, f"release of purchase {purchase_id}")
+        if not isinstance(released, list):
+            raise TransientError("allocation release answered an unexpected body")
+        return released
 
 
 _client: AllocationClient | None = None

@@ -53,7 +53,12 @@ class TrainerAllocation(models.Model):
     slot_time = models.TimeField(help_text="Local time of day of every session, in the course's time zone.")
     slot_weekdays = ArrayField(models.PositiveSmallIntegerField(), default=list, help_text="0=Monday .. 4=Friday")
     correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # The purchase this allocation serves (by name, so this app imports no other stage app). Empty only for
+    # allocations made before purchases were checked.
+    purchase = models.ForeignKey("purchases.StudentCoursePurchase", on_delete=models.PROTECT, null=True,
+                                 blank=True, related_name="allocations")
     created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True, help_text="When it stopped holding its slot.")
 
     class Meta:
         db_table = "trainer_allocations"

@@ -15,14 +15,19 @@ import datetime
 import heapq
 import logging
 import uuid
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, UnknownPurchase
 from allocations.models import WEEKDAYS, Trainer, TrainerAllocation, slot_time
-from enrollment.models import Course, Student
+from allocations.release import entitlement_error, lock_purchases, release
 from workers.sql import fetch, unnest_insert
+
+__all__ = ["AllocationError", "NoCapacity", "PurchaseCancelled", "Request", "UnknownPurchase", "allocate",
+           "allocate_many"]
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +35,6 @@ HOLDING = TrainerAllocation.HOLDING_STATUSES
 STUDENT_COURSE_CONSTRAINT = "uniq_holding_allocation_per_student_course"
 TRAINER_SLOT_CONSTRAINT = "uniq_holding_allocation_per_trainer_slot"
 MAX_TRIES = 5
-
-
-class AllocationError(Exception):
-    """Base class of the reasons an allocation cannot be made."""
-
-
-class UnknownStudent(AllocationError):
-    pass
-
-
-class UnknownCourse(AllocationError):
-    pass
-
-
-class NoCapacity(AllocationError):
-    """No active trainer of the course has a free slot (now). Retrying later may succeed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _constraint_name(exc: IntegrityError) -> str | None:
@@ -105,21 +90,31 @@ def _no_capacity(course_id: int) -> NoCapacity:
 
 
 def allocate(
-    student_id: int, course_id: int, correlation_id: uuid.UUID | None = None
+    student_id: int, course_id: int, correlation_id: uuid.UUID | None = None, *, purchase_id: int
 ) -> tuple[TrainerAllocation, bool]:
-    """The student's holding allocation for the course: the existing one (created=False) or a new one.
+    """The holding allocation of the student's purchase of the course: the existing one (created=False) or a
+    new one.
 
-    Raises UnknownStudent, UnknownCourse or NoCapacity. Runs in its own transaction (a savepoint when the caller
-    is already in one); keep the caller's transaction short, it holds the trainer's lock until it ends.
+    Raises UnknownPurchase, PurchaseCancelled (checked with the purchase locked, see allocations.release) or
+    NoCapacity. A holding allocation of an earlier, cancelled purchase of the same course is released first (a
+    re-purchase racing its refund). Runs in its own transaction (a savepoint when the caller is already in
+    one); keep the caller's transaction short, it holds the trainer's lock until it ends.
     """
-    found = existing_allocation(student_id, course_id)
-    if found is not None:
-        return found, False
-    if not Student.objects.filter(pk=student_id).exists():
-        raise UnknownStudent(f"unknown student {student_id}")
-    if not Course.objects.filter(pk=course_id).exists():
-        raise UnknownCourse(f"unknown course {course_id}")
+    with transaction.atomic():
+        problem = entitlement_error(purchase_id, student_id, course_id, lock_purchases([purchase_id]))
+        if problem is not None:
+            raise problem
+        found = existing_allocation(student_id, course_id)
+        if found is not None:
+            if found.purchase_id in (None, purchase_id):
+                return found, False
+            release(allocation_ids=[found.pk])  # its purchase is not the active one: cancelled
+        return _allocate_locked(student_id, course_id, correlation_id, purchase_id)
 
+
+def _allocate_locked(
+    student_id: int, course_id: int, correlation_id: uuid.UUID | None, purchase_id: int
+) -> tuple[TrainerAllocation, bool]:
     full: set[int] = set()  # trainers found full once locked (their load was read before the lock)
     for _ in range(MAX_TRIES + Trainer.objects.filter(courses__id=course_id).count()):
         try:
@@ -132,13 +127,9 @@ def allocate(
                     full.add(trainer.pk)
                     continue
                 allocation = TrainerAllocation.objects.create(
-                    student_id=student_id,
-                    course_id=course_id,
-                    trainer=trainer,
-                    status=TrainerAllocation.Status.ACTIVE,
-                    slot_time=slot_time(index),
-                    slot_weekdays=list(WEEKDAYS),
-                    correlation_id=correlation_id,
+                    student_id=student_id, course_id=course_id, trainer=trainer, purchase_id=purchase_id,
+                    status=TrainerAllocation.Status.ACTIVE, slot_time=slot_time(index),
+                    slot_weekdays=list(WEEKDAYS), correlation_id=correlation_id,
                 )
                 return allocation, True
         except IntegrityError as exc:
@@ -156,51 +147,58 @@ def allocate(
 AllocationOutcome = tuple[TrainerAllocation, bool] | AllocationError
 
 
-def allocate_many(requests: list[tuple[int, int, uuid.UUID | None]]) -> list[AllocationOutcome]:
-    """`allocate()` for a batch, in a handful of queries per course instead of a round per request.
+class Request(NamedTuple):
+    student_id: int
+    course_id: int
+    correlation_id: uuid.UUID | None
+    purchase_id: int
 
-    Existing allocations, students and courses are read once. Per course, trainer loads are read once, the
-    requests are spread least-loaded-first in memory, the chosen trainers are locked in id order (no deadlock
-    with each other or with `allocate()`, which holds one trainer at a time), their slots are re-read under the
-    locks, and all new allocations go in one INSERT. Requests that do not fit (trainers filled up meanwhile)
-    and duplicates within the batch go through `allocate()` one by one. Returns, per request in order,
-    (allocation, created) or the AllocationError.
+
+def allocate_many(requests: list[Request]) -> list[AllocationOutcome]:
+    """`allocate()` for a batch, in one transaction and a handful of queries per course instead of a round per
+    request.
+
+    The purchases are locked and checked in one query, existing allocations read in one. Per course, trainer
+    loads are read once, the requests are spread least-loaded-first in memory, the chosen trainers are locked
+    in id order (no deadlock with each other or with `allocate()`, which holds one trainer at a time), their
+    slots are re-read under the locks, and all new allocations go in one INSERT. Requests that do not fit
+    (trainers filled up meanwhile), duplicates within the batch and re-purchases whose old allocation still
+    holds go through `allocate()` one by one. Returns, per request in order, (allocation, created) or the
+    AllocationError.
     """
     results: list[AllocationOutcome | None] = [None] * len(requests)
-    students = {pk for (pk,) in fetch("SELECT id FROM students WHERE id = ANY(%b::bigint[])",
-                                      [list({s for s, _, _ in requests})])}
-    courses = {pk for (pk,) in fetch("SELECT id FROM courses WHERE id = ANY(%b::bigint[])",
-                                     [list({c for _, c, _ in requests})])}
-    held = [pk for (pk,) in fetch(HOLDING_FOR_PAIRS_SQL, [list(HOLDING), [s for s, _, _ in requests],
-                                                          [c for _, c, _ in requests]])]
-    existing = {(a.student_id, a.course_id): a for a in TrainerAllocation.objects.filter(pk__in=held)} if held else {}
-    by_course: dict[int, list[int]] = {}
-    seen: set[tuple[int, int]] = set()
-    leftovers: list[int] = []
-    for i, (student_id, course_id, _) in enumerate(requests):
-        if (student_id, course_id) in existing:
-            results[i] = (existing[(student_id, course_id)], False)
-        elif student_id not in students:
-            results[i] = UnknownStudent(f"unknown student {student_id}")
-        elif course_id not in courses:
-            results[i] = UnknownCourse(f"unknown course {course_id}")
-        elif (student_id, course_id) in seen:
-            leftovers.append(i)  # the same request twice: answered by allocate(), which finds the first
-        else:
-            seen.add((student_id, course_id))
-            by_course.setdefault(course_id, []).append(i)
-    for course_id, indexes in by_course.items():
-        placed = _allocate_course(course_id, [(i, requests[i]) for i in indexes])
-        for i in indexes:
-            if i in placed:
-                results[i] = placed[i]
+    with transaction.atomic():
+        purchases = lock_purchases([r.purchase_id for r in requests])
+        held = [pk for (pk,) in fetch(HOLDING_FOR_PAIRS_SQL, [list(HOLDING), [r.student_id for r in requests],
+                                                              [r.course_id for r in requests]])]
+        existing = ({(a.student_id, a.course_id): a for a in TrainerAllocation.objects.filter(pk__in=held)}
+                    if held else {})
+        by_course: dict[int, list[int]] = {}
+        seen: set[tuple[int, int]] = set()
+        leftovers: list[int] = []
+        for i, r in enumerate(requests):
+            pair = (r.student_id, r.course_id)
+            problem = entitlement_error(r.purchase_id, r.student_id, r.course_id, purchases)
+            if problem is not None:
+                results[i] = problem
+            elif pair in existing and existing[pair].purchase_id in (None, r.purchase_id):
+                results[i] = (existing[pair], False)
+            elif pair in existing or pair in seen:
+                leftovers.append(i)  # an old purchase's allocation, or the same request twice: allocate()
             else:
-                leftovers.append(i)
-    for i in sorted(leftovers):
-        try:
-            results[i] = allocate(*requests[i])
-        except AllocationError as exc:
-            results[i] = exc
+                seen.add(pair)
+                by_course.setdefault(r.course_id, []).append(i)
+        for course_id, indexes in by_course.items():
+            placed = _allocate_course(course_id, [(i, requests[i]) for i in indexes])
+            leftovers.extend(i for i in indexes if i not in placed)
+            for i, outcome in placed.items():
+                results[i] = outcome
+        for i in sorted(leftovers):
+            r = requests[i]
+            try:
+                results[i] = allocate(r.student_id, r.course_id, r.correlation_id, purchase_id=r.purchase_id)
+            except AllocationError as exc:
+                results[i] = exc
     return results  # type: ignore[return-value]
 
 
@@ -229,11 +227,9 @@ SELECT trainer_id, slot_time FROM trainer_allocations WHERE trainer_id = ANY(%b:
 """
 
 
-def _allocate_course(
-    course_id: int, items: list[tuple[int, tuple[int, int, uuid.UUID | None]]]
-) -> dict[int, tuple[TrainerAllocation, bool]]:
-    """One course's share of `allocate_many`, in one transaction. Returns index -> (allocation, created)."""
-    with transaction.atomic():
+def _allocate_course(course_id: int, items: list[tuple[int, Request]]) -> dict[int, tuple[TrainerAllocation, bool]]:
+    """One course's share of `allocate_many`, in one savepoint. Returns index -> (allocation, created)."""
+    with transaction.atomic():  # a savepoint of allocate_many's transaction
         heap = [(load, pk, capacity) for pk, capacity, load in fetch(TRAINER_LOADS_SQL, [list(HOLDING), course_id])]
         heapq.heapify(heap)
         chosen: set[int] = set()
@@ -252,14 +248,14 @@ def _allocate_course(
             used[trainer_id].add(at)
         free = [(len(used[pk]), pk) for pk in capacity if len(used[pk]) < capacity[pk]]
         heapq.heapify(free)
-        planned: dict[int, tuple[int, int, datetime.time, uuid.UUID | None]] = {}
-        for i, (student_id, _, correlation_id) in items:
+        planned: dict[int, tuple[int, int, datetime.time, uuid.UUID | None, int]] = {}
+        for i, (student_id, _, correlation_id, purchase_id) in items:
             if not free:
                 break
             load, pk = heapq.heappop(free)
             at = next(slot_time(n) for n in range(capacity[pk]) if slot_time(n) not in used[pk])
             used[pk].add(at)
-            planned[i] = (student_id, pk, at, correlation_id)
+            planned[i] = (student_id, pk, at, correlation_id, purchase_id)
             if load + 1 < capacity[pk]:
                 heapq.heappush(free, (load + 1, pk))
         # One INSERT for the course (workers/sql.py says why not bulk_create). A concurrent allocate() of the same
@@ -269,22 +265,22 @@ def _allocate_course(
         inserted = unnest_insert(
             "trainer_allocations",
             {"student_id": "bigint", "course_id": "bigint", "trainer_id": "bigint", "slot_time": "time",
-             "correlation_id": "uuid"},
+             "correlation_id": "uuid", "purchase_id": "bigint"},
             {"student_id": [p[0] for p in plans], "course_id": [course_id] * len(plans),
              "trainer_id": [p[1] for p in plans], "slot_time": [p[2] for p in plans],
-             "correlation_id": [p[3] for p in plans]},
+             "correlation_id": [p[3] for p in plans], "purchase_id": [p[4] for p in plans]},
             constants={"status": f"'{TrainerAllocation.Status.ACTIVE.value}'",
                        "slot_weekdays": f"'{{{','.join(map(str, WEEKDAYS))}}}'::smallint[]",
                        "created_at": "clock_timestamp()"},
             on_conflict="ON CONFLICT DO NOTHING",
-            returning="id, student_id, trainer_id, slot_time, correlation_id, created_at",
+            returning="id, student_id, trainer_id, slot_time, correlation_id, purchase_id, created_at",
         )
     by_student = {
         student_id: TrainerAllocation(
             pk=pk, student_id=student_id, course_id=course_id, trainer_id=trainer_id,
             status=TrainerAllocation.Status.ACTIVE, slot_time=at, slot_weekdays=list(WEEKDAYS),
-            correlation_id=correlation_id, created_at=created_at,
+            correlation_id=correlation_id, purchase_id=purchase_id, created_at=created_at,
         )
-        for pk, student_id, trainer_id, at, correlation_id, created_at in inserted
+        for pk, student_id, trainer_id, at, correlation_id, purchase_id, created_at in inserted
     }
     return {i: (by_student[plan[0]], True) for i, plan in planned.items() if plan[0] in by_student}

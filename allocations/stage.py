@@ -1,4 +1,10 @@
-"""purchase-created -> allocation API (HTTP) -> trainer-allocated.
+"""purchase-created -> allocation API (HTTP) -> trainer-allocated; purchase-cancelled -> release (HTTP).
+
+Entitlement is checked by the API with the purchase locked: a PURCHASE_CREATED whose purchase was cancelled
+meanwhile (a refund overtaking it, an old dead letter replayed) is a Superseded skip (410), and one whose
+purchase does not exist is a permanent error (422). A PURCHASE_CANCELLED releases the purchase's allocation;
+the API cancels its future sessions and emits ALLOCATION_RELEASED in its transaction. Arriving first, before
+the purchase's allocation is made, it releases nothing, and the allocation is then refused (410).
 
 The allocation is made by the API in its own transaction; this handler's transaction only writes the outbox row.
 TRAINER_ALLOCATED is emitted for an existing allocation too (`created=False`): that is what a redelivery after a
@@ -16,7 +22,7 @@ from allocations.client import (
     get_client,
 )
 from allocations.trace import trace_section
-from enrollment.events import TRAINER_ALLOCATED
+from enrollment.events import PURCHASE_CANCELLED, TRAINER_ALLOCATED
 from workers.envelope import Event
 from workers.errors import PermanentError, TransientError
 from workers.outbox import Emission, emit_many
@@ -37,19 +43,35 @@ def _allocated(event: Event, result: AllocationResult) -> Emission:
     )
 
 
-def handle_purchase_created(event: Event) -> None:
+def _request(event: Event) -> AllocationRequest:
     p = event.payload
-    result = get_client().allocate(p.student_id, p.course_id, event.correlation_id)
-    emit_many([_allocated(event, result)])
+    return AllocationRequest(p.student_id, p.course_id, p.purchase_id, event.correlation_id)
 
 
-def handle_purchase_created_batch(events: Sequence[Event]) -> None:
+def handle_allocation_event(event: Event) -> None:
+    if event.event_type == PURCHASE_CANCELLED:
+        get_client().release(event.payload.purchase_id)
+        return
+    emit_many([_allocated(event, get_client().allocate(_request(event)))])
+
+
+def handle_allocation_events(events: Sequence[Event]) -> None:
+    """Cancellations one by one (rare), then the allocations of the batch in one call."""
+    created = []
+    for event in events:
+        if event.event_type == PURCHASE_CANCELLED:
+            get_client().release(event.payload.purchase_id)
+        else:
+            created.append(event)
+    if created:
+        _allocate_batch(created)
+
+
+def _allocate_batch(events: Sequence[Event]) -> None:
     """One API call for the whole batch. If any item failed, raise (TransientError if any failure is
     transient, else PermanentError) so the framework re-runs the events one at a time and treats each
     failure on its own; the items that succeeded are then found again (the API is idempotent)."""
-    results = get_client().allocate_many(
-        [AllocationRequest(e.payload.student_id, e.payload.course_id, e.correlation_id) for e in events]
-    )
+    results = get_client().allocate_many([_request(e) for e in events])
     failures = [r for r in results if isinstance(r, Exception)]
     if failures:
         summary = f"{len(failures)} of {len(events)} allocations failed, first: {failures[0]}"
@@ -62,9 +84,9 @@ def handle_purchase_created_batch(events: Sequence[Event]) -> None:
 STAGE = Stage(
     name="allocations",
     group_id="trainer-allocation-workers",
-    topics=("purchase-created",),
-    handler=handle_purchase_created,
-    batch_handler=handle_purchase_created_batch,
+    topics=("purchase-created", "purchase-cancelled"),
+    handler=handle_allocation_event,
+    batch_handler=handle_allocation_events,
     retry=RetryPolicy(max_attempts=5),
     trace=trace_section,
     on_close=close_client,

@@ -1,8 +1,10 @@
 """`make chaos`: N enrollments through the running pipeline while a controller, bounded in time, SIGKILLs random
 consumers and the relay (and restarts them), restarts the Kafka broker once and PostgreSQL once, stops Redis for
 a while, and a proxy makes the allocation API answer 5xx or hang past its timeout for a share of calls (for the
-whole run, settling included).
-Afterwards the invariants are checked; the report of faults and checks is printed and saved as JSON.
+whole run, settling included). The payments carry the lifecycle mix of tools/lifecycle.py (refunds in flight and
+after completion, chargebacks, partial refunds, re-purchases, duplicates, wrong amounts; shares are options).
+Afterwards the invariants derived from what was accepted are checked; the report of faults and checks is printed
+and saved as JSON.
 
     .venv/bin/python bench/chaos.py [--payments 10000] [--duration 120]     (make chaos)
     .venv/bin/python bench/chaos.py --short                                  (the version in make test)
@@ -10,7 +12,6 @@ Afterwards the invariants are checked; the report of faults and checks is printe
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import random
@@ -24,25 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("BENCH_DATABASE", "enrollment_chaos")
 
 from bench.common import ROOT, setup, wait_for
+from tools.lifecycle import add_share_arguments
 
 KILLABLE = ["relay", "purchases", "allocations", "sessions", "cache", "dead_letters"]
 
 
 def stack(command: str) -> None:
     subprocess.run([str(ROOT / "scripts" / "stack"), command], check=True, stdout=subprocess.DEVNULL)
-
-
-def db_retrying(fn, attempts: int = 60):
-    """Run a query function, reconnecting while PostgreSQL restarts."""
-    from django.db import InterfaceError, OperationalError, connection
-
-    for _ in range(attempts):
-        try:
-            return fn()
-        except (OperationalError, InterfaceError):
-            connection.close()
-            time.sleep(0.5)
-    return fn()
 
 
 class Controller(threading.Thread):
@@ -99,37 +88,6 @@ class Controller(threading.Thread):
         stack("start-redis")
 
 
-def send_payments(url: str, secret: str, pairs, rate: float, deadline: float) -> dict[str, int]:
-    """Sign and POST one confirmation per pair at about `rate`/s; like a provider, retry on 5xx and connection
-    errors (same body: the webhook answers 200 for a repeat) until `deadline`."""
-    import requests
-
-    from purchases.signing import sign
-
-    stats = {"sent": 0, "retries": 0, "gave_up": 0}
-    session = requests.Session()
-    for i, (student, course) in enumerate(pairs):
-        body = json.dumps({"provider_payment_id": f"chaos_{i}_{student}", "student_id": student, "course_id": course,
-                           "amount": "49.00", "currency": "EUR",
-                           "confirmed_at": datetime.datetime.now(datetime.UTC).isoformat()}).encode()
-        while True:
-            try:
-                headers = {"Content-Type": "application/json", **sign(body, secret)}
-                answer = session.post(url + "/api/payments/confirmations", data=body, headers=headers, timeout=10)
-                if answer.status_code in (200, 202):
-                    break
-            except requests.RequestException:
-                session = requests.Session()
-            stats["retries"] += 1
-            if time.monotonic() > deadline:
-                stats["gave_up"] += 1
-                break
-            time.sleep(0.5)
-        stats["sent"] += 1
-        time.sleep(max(0.0, 1 / rate - 0.001))
-    return stats
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--payments", type=int, default=10_000)
@@ -140,11 +98,66 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hang-share", type=float, default=0.01, help="allocation API calls that hang")
     parser.add_argument("--short", action="store_true", help="300 payments, 40 s of faults (make test)")
     parser.add_argument("--report", default=str(ROOT / "var" / "chaos" / "report.json"))
+    parser.add_argument("--seed", type=int, default=13, help="random seed of the lifecycle mix")
+    add_share_arguments(parser.add_argument_group("lifecycle mix (fractions of the first confirmations)"))
     args = parser.parse_args()
     if args.short:
         args.payments, args.duration, args.kill_every = 300, 40, 4
     args.rate = args.rate or args.payments / (0.6 * args.duration)
     return args
+
+
+def send(web_url: str, items: list, args: argparse.Namespace) -> tuple[threading.Thread, dict]:
+    """The lifecycle mix from 4 senders at about `args.rate` first confirmations/s, in a thread of its own; the
+    dict gets the provider and what was accepted when it is done."""
+    from django.conf import settings
+    from django.db import connection
+
+    from tools.lifecycle import Provider, send_mix, wait_enrolled
+
+    senders, out = 4, {}
+    provider = Provider(web_url, settings.PAYMENT_WEBHOOK_SECRET, deadline=time.monotonic() + args.duration + 300)
+
+    def wait(targets: list[str]) -> None:
+        out["second_wave_waited_for_all"] = wait_enrolled(targets, 600)
+
+    def run() -> None:
+        try:
+            out["sent"] = send_mix(provider, items, senders, wait, pace=senders / args.rate)
+        finally:
+            out["provider"] = provider
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def sender_stats(out: dict) -> dict:
+    provider = out["provider"]
+    return {"sent": sum(provider.answers.values()), "retries": provider.retries, "gave_up": provider.gave_up,
+            "answers": dict(sorted(provider.answers.items())),
+            "second_wave_waited_for_all": out.get("second_wave_waited_for_all")}
+
+
+def settle_and_check(sent, report: dict) -> None:
+    """Wait until every expected enrollment is complete and the pipeline idle, then check the invariants."""
+    from tools.invariants import measure
+    from tools.lifecycle import db_retrying, enrolled, idle
+    from workers.models import OutboxEvent
+
+    expected = sent.expected()
+    report["expected_enrollments"] = expected.enrollments
+    try:
+        report["settle_seconds"] = round(wait_for(lambda: enrolled() >= expected.enrollments and idle(), 600,
+                                                  "the pipeline to settle", interval=1), 1)
+        time.sleep(2)
+    except TimeoutError as exc:
+        report["error"] = str(exc)
+    checks = db_retrying(lambda: measure(expected))
+    report["checks"] = {c.name: c.ok for c in checks}
+    report["failed_checks"] = {c.name: {"got": c.got, "want": c.want} for c in checks if not c.ok}
+    report["unsent_outbox"] = db_retrying(lambda: OutboxEvent.objects.filter(sent_at__isnull=True).count())
 
 
 def main() -> int:
@@ -162,62 +175,33 @@ def main() -> int:
     os.environ.update({"WEB_PORT": str(port), "ADMIN_SERVICE_URL": proxy.url, "ALLOCATION_API_TIMEOUT_SECONDS": "2",
                        "RETRY_BASE_SECONDS": "0.5", "RETRY_MAX_SECONDS": "5", "LOG_LEVEL": "WARNING"})
     env = setup(f"chaos-{int(time.time())}.")
-    from django.conf import settings
-
-    from tools.invariants import invariants, total_lag
+    from tools.lifecycle import plan, shares_from
     from tools.seed import seed_catalog
-    from workers.models import OutboxEvent
 
-    pairs = seed_catalog(args.payments, courses=5)
+    items = plan(seed_catalog(args.payments, courses=5), shares_from(args), prefix="chaos", seed=args.seed)
     procs = Processes(env, ROOT / "var" / "chaos" / "logs")
     procs.start("web", *KILLABLE)
     started = time.monotonic()
     report: dict = {"payments": args.payments, "duration": args.duration}
+    controller = Controller(procs, args.duration, args.kill_every)
     try:
         wait_for_web(web_url)
-        controller = Controller(procs, args.duration, args.kill_every)
         controller.start()
-        senders = 4
-        stats: list[dict] = [{}] * senders
-        deadline = time.monotonic() + args.duration + 300
-
-        def sender(i: int) -> None:
-            stats[i] = send_payments(web_url, settings.PAYMENT_WEBHOOK_SECRET, pairs[i::senders],
-                                     args.rate / senders, deadline)
-
-        threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
-        for t in threads:
-            t.start()
+        sender, out = send(web_url, items, args)
         controller.join()
-        for t in threads:
-            t.join()
-        report["sender"] = {k: sum(s.get(k, 0) for s in stats) for k in ("sent", "retries", "gave_up")}
-
-        def finished() -> bool:
-            def counts():
-                from django.db import connection
-
-                with connection.cursor() as cur:
-                    cur.execute("SELECT (SELECT count(*) FROM training_sessions), (SELECT count(*) FROM outbox_events"
-                                " WHERE sent_at IS NULL)")
-                    return cur.fetchone()
-            sessions, unsent = db_retrying(counts)
-            return sessions >= 7 * args.payments and unsent == 0 and total_lag() == 0
-
-        report["settle_seconds"] = round(wait_for(finished, 600, "the pipeline to settle", interval=1), 1)
-        time.sleep(2)
-        report["checks"] = db_retrying(lambda: invariants(args.payments))
-        report["unsent_outbox"] = db_retrying(lambda: OutboxEvent.objects.filter(sent_at__isnull=True).count())
-    except TimeoutError as exc:
-        report["error"] = str(exc)
-        report["checks"] = db_retrying(lambda: invariants(args.payments))
+        sender.join()
+        report["sender"], report["mix"] = sender_stats(out), out["sent"].mix()
+        settle_and_check(out["sent"], report)
+    except (TimeoutError, KeyError) as exc:  # the web app never answered, or the senders failed
+        report["error"] = repr(exc)
     finally:
         procs.stop()
         proxy.close()
-    report["faults"] = controller.faults if "controller" in locals() else []
+    report["faults"] = controller.faults
     report["allocation_api_calls"] = proxy.counts
-    report["controller_error"] = getattr(locals().get("controller"), "error", None)
+    report["controller_error"] = controller.error
     report["seconds"] = round(time.monotonic() - started, 1)
+    report.setdefault("checks", {})
     report["ok"] = all(report["checks"].values()) and "error" not in report and not report["controller_error"]
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2))
@@ -225,7 +209,6 @@ def main() -> int:
     print(f"{len(report['faults'])} faults injected; report: {args.report}")
     print("RESULT:", "all invariants hold" if report["ok"] else "INVARIANT FAILED")
     return 0 if report["ok"] else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,22 +3,22 @@
 1. a fresh database (`DEMO_DATABASE`, default `enrollment_demo`) and a fresh topic prefix (`demo-<time>.`);
 2. seeds courses, trainers and N students;
 3. starts the whole Procfile under honcho (gunicorn web app, relay, four consumers, dead-letter persister);
-4. sends N signed payment confirmations over HTTP, shows progress while the enrollments complete;
-5. prints a report (per stage, dead letters, payment-to-sessions latency, throughput, invariants), writes it as
-   JSON to var/demo/report.json, stops what it started, and exits 1 when an invariant fails.
+4. sends N signed payment confirmations over HTTP with the lifecycle mix of tools/lifecycle.py (refunds in
+   flight and after completion, chargebacks, partial refunds, re-purchases, duplicates, wrong amounts; the
+   shares are options), shows progress while the enrollments complete;
+5. prints a report (the mix, per stage, dead letters, payment-to-sessions latency, throughput, invariants derived
+   from what was sent), writes it as JSON to var/demo/report.json, stops what it started, and exits 1 when an
+   invariant fails.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for every enrollment")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--report", default=str(ROOT / "var" / "demo" / "report.json"))
+    parser.add_argument("--database", default=os.environ.get("DEMO_DATABASE", "enrollment_demo"))
+    parser.add_argument("--seed", type=int, default=13, help="random seed of the lifecycle mix")
+    from tools.lifecycle import add_share_arguments
+
+    add_share_arguments(parser.add_argument_group("lifecycle mix (fractions of the first confirmations)"))
     return parser.parse_args()
 
 
@@ -80,56 +85,65 @@ def wait_for_web(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise SystemExit("the web app did not answer; see var/demo/pipeline.log")
 
 
-def send_payments(url: str, secret: str, pairs: list[tuple[int, int]], senders: int) -> list[int]:
-    """POST one signed confirmation per (student, course); returns the HTTP status codes."""
-    import threading
+def send_lifecycle_mix(url: str, secret: str, items: list, senders: int, timeout: float) -> tuple:
+    """The lifecycle mix (tools/lifecycle.py); the second wave waits, with a progress bar, for its targets."""
+    from tqdm import tqdm
 
-    import requests
+    from tools.lifecycle import Provider, send_mix, wait_enrolled
 
-    from purchases.signing import sign
+    def wait(targets: list[str]) -> None:
+        with tqdm(total=len(targets), desc="enrollments to refund/duplicate later", unit="enr") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.n = done
+                bar.refresh()
+            if not wait_enrolled(targets, timeout, progress):
+                print("  some enrollments did not complete in time; sending their second wave anyway")
 
-    local = threading.local()
+    provider = Provider(url, secret)
+    return provider, send_mix(provider, items, senders, wait)
 
-    def post(pair: tuple[int, int]) -> int:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        body = json.dumps({
-            "provider_payment_id": f"demo_{uuid.uuid4().hex}", "student_id": pair[0], "course_id": pair[1],
-            "amount": "49.00", "currency": "EUR", "confirmed_at": datetime.datetime.now(datetime.UTC).isoformat(),
-        }).encode()
-        headers = {"Content-Type": "application/json", **sign(body, secret)}
-        return session.post(url + "/api/payments/confirmations", data=body, headers=headers, timeout=30).status_code
 
-    with ThreadPoolExecutor(senders) as pool:
-        return list(pool.map(post, pairs))
+STAGE_COUNTS_SQL = """
+SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM refunds),
+       (SELECT count(*) FROM student_course_purchases WHERE is_active),
+       (SELECT count(*) FROM student_course_purchases WHERE NOT is_active),
+       (SELECT count(*) FROM trainer_allocations WHERE status IN ('approved', 'active')),
+       (SELECT count(*) FROM trainer_allocations WHERE status NOT IN ('approved', 'active')),
+       (SELECT count(*) FROM training_sessions WHERE status <> 'cancelled'),
+       (SELECT count(*) FROM training_sessions WHERE status = 'cancelled'),
+       (SELECT count(*) FROM payments p WHERE p.status = 'refunded'
+        AND NOT EXISTS (SELECT 1 FROM student_course_purchases pu WHERE pu.payment_id = p.id)),
+       (SELECT count(*) FROM dead_letters)"""
 
 
 def stage_counts() -> dict[str, int]:
     from django.db import connection
 
+    from tools.lifecycle import enrolled
+
     with connection.cursor() as cur:
-        cur.execute("""
-            SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM student_course_purchases),
-                   (SELECT count(*) FROM trainer_allocations),
-                   (SELECT count(*) FROM (SELECT allocation_id FROM training_sessions GROUP BY allocation_id
-                                          HAVING count(*) >= 7) full_windows),
-                   (SELECT count(*) FROM dead_letters)""")
+        cur.execute(STAGE_COUNTS_SQL)
         row = cur.fetchone()
-    return dict(zip(["payments", "purchases", "allocations", "scheduled", "dead_letters"], row))
+    names = ["payments", "refunds", "purchases_active", "purchases_cancelled", "allocations_holding",
+             "allocations_released", "sessions", "sessions_cancelled", "refunded_before_purchase", "dead_letters"]
+    return {**dict(zip(names, row)), "enrolled": enrolled()}
 
 
 def wait_with_progress(total: int, timeout: float) -> dict[str, int]:
+    """Until `total` enrollments are complete and the pipeline is idle (cancellations and releases done)."""
     from tqdm import tqdm
+
+    from tools.lifecycle import idle
 
     deadline = time.monotonic() + timeout
     with tqdm(total=total, desc="enrollments with 7 sessions", unit="enr") as bar:
         while True:
             counts = stage_counts()
-            bar.n = counts["scheduled"]
-            bar.set_postfix(purchases=counts["purchases"], allocations=counts["allocations"],
+            bar.n = counts["enrolled"]
+            bar.set_postfix(cancelled=counts["purchases_cancelled"], released=counts["allocations_released"],
                             dead=counts["dead_letters"])
             bar.refresh()
-            if counts["scheduled"] >= total or time.monotonic() > deadline:
+            if (counts["enrolled"] >= total and idle()) or time.monotonic() > deadline:
                 return counts
             time.sleep(0.5)
 
@@ -142,7 +156,7 @@ def latencies() -> dict[str, float]:
         cur.execute("""
             SELECT EXTRACT(EPOCH FROM (max(s.created_at) - p.received_at))
             FROM payments p
-            JOIN student_course_purchases sp ON sp.payment_id = p.id
+            JOIN student_course_purchases sp ON sp.payment_id = p.id AND sp.is_active
             JOIN trainer_allocations a ON a.student_id = sp.student_id AND a.course_id = sp.course_id
                                       AND a.status IN ('approved', 'active')
             JOIN training_sessions s ON s.allocation_id = a.id
@@ -162,53 +176,68 @@ def latencies() -> dict[str, float]:
             "throughput_per_second": round(len(values) / float(span), 1) if span else 0.0}
 
 
-def main() -> int:
-    args = parse_args()
+def prepare(args: argparse.Namespace) -> tuple[dict[str, str], list]:
+    """A fresh database and topic prefix, Django set up on them, the catalog seeded; (env, the mix to send)."""
     prefix = f"demo-{int(time.time())}."
-    database = os.environ.get("DEMO_DATABASE", "enrollment_demo")
-    env = {**os.environ, "DATABASE_URL": fresh_database(database), "KAFKA_TOPIC_PREFIX": prefix,
+    env = {**os.environ, "DATABASE_URL": fresh_database(args.database), "KAFKA_TOPIC_PREFIX": prefix,
            "CACHE_KEY_PREFIX": prefix, "WEB_PORT": str(args.port), "ADMIN_SERVICE_URL": f"http://127.0.0.1:{args.port}",
            "DJANGO_SETTINGS_MODULE": "settings", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
     django_setup(env)
     from django.conf import settings
     from django.core.management import call_command
 
-    print(f"database {database}, topics {prefix}*, {args.payments} payments")
-    call_command("migrate", verbosity=0)
-    call_command("create_topics", partitions=settings.KAFKA_TOPIC_PARTITIONS, stdout=open(os.devnull, "w"))
+    from tools.lifecycle import plan, shares_from
     from tools.seed import seed_catalog
 
+    print(f"database {args.database}, topics {prefix}*, {args.payments} payments and the lifecycle mix")
+    call_command("migrate", verbosity=0)
+    call_command("create_topics", partitions=settings.KAFKA_TOPIC_PARTITIONS, stdout=open(os.devnull, "w"))
     pairs = seed_catalog(args.payments, args.courses)
-    log_path = ROOT / "var" / "demo" / "pipeline.log"
-    pipeline = start_pipeline(env, log_path)
+    return env, plan(pairs, shares_from(args), prefix="demo", seed=args.seed)
+
+
+def run(args: argparse.Namespace, env: dict[str, str], items: list) -> dict:
+    """Start the pipeline, send the mix, wait for it, check the invariants, stop what was started."""
+    from django.conf import settings
+
+    from tools.invariants import measure
+
+    pipeline = start_pipeline(env, ROOT / "var" / "demo" / "pipeline.log")
     try:
         url = f"http://127.0.0.1:{args.port}"
         wait_for_web(url, pipeline)
         started = time.monotonic()
-        codes = send_payments(url, settings.PAYMENT_WEBHOOK_SECRET, pairs, args.senders)
+        provider, sent = send_lifecycle_mix(url, settings.PAYMENT_WEBHOOK_SECRET, items, args.senders, args.timeout)
         send_seconds = time.monotonic() - started
-        counts = wait_with_progress(args.payments, args.timeout)
+        expected = sent.expected()
+        counts = wait_with_progress(expected.enrollments, args.timeout)
         time.sleep(2)  # let the cache stage and the outbox bookkeeping settle before checking invariants
-        from tools.invariants import invariants
-
-        checks = invariants(args.payments)
+        checks = measure(expected)
     finally:
         os.killpg(pipeline.pid, signal.SIGTERM)
         try:
             pipeline.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(pipeline.pid, signal.SIGKILL)
-    report = {
-        "payments_sent": len(codes),
-        "http_status": {str(c): codes.count(c) for c in sorted(set(codes))},
+    return {
+        "mix": sent.mix(),
+        "http_answers": dict(sorted(provider.answers.items())),
         "send_seconds": round(send_seconds, 2),
+        "expected_enrollments": expected.enrollments,
         "per_stage": counts,
         "latency_payment_to_sessions": latencies(),
-        "invariants": checks,
-        "ok": all(checks.values()),
-        "topic_prefix": prefix,
-        "database": database,
+        "invariants": {c.name: c.ok for c in checks},
+        "invariant_figures": {c.name: {"got": c.got, "want": c.want} for c in checks},
+        "ok": all(c.ok for c in checks),
+        "topic_prefix": env["KAFKA_TOPIC_PREFIX"],
+        "database": args.database,
     }
+
+
+def main() -> int:
+    args = parse_args()
+    env, items = prepare(args)
+    report = run(args, env, items)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2))
     print_report(report, args.report)
@@ -216,9 +245,16 @@ def main() -> int:
 
 
 def print_report(report: dict, path: str) -> None:
-    lat = report["latency_payment_to_sessions"]
+    lat, mix = report["latency_payment_to_sessions"], report["mix"]
     print("\n=== enrollment pipeline demo ===")
-    print(f"payments sent        {report['payments_sent']} in {report['send_seconds']} s  {report['http_status']}")
+    print(f"sent                 {mix['confirmations']} confirmations and {mix['full_refunds']} full refunds"
+          f" ({mix['of_them_chargebacks']} chargebacks) + {mix['partial_refunds']} partial in"
+          f" {report['send_seconds']} s")
+    print(f"  refunds            {mix['refunds_in_flight']} in flight, {mix['refunds_after_completion']} after"
+          f" completion; {mix['repurchases']} re-purchases, {mix['duplicates']} duplicates,"
+          f" {mix['mismatches']} wrong amounts")
+    print(f"  answers            {report['http_answers']}")
+    print(f"expected enrollments {report['expected_enrollments']}")
     for stage, count in report["per_stage"].items():
         print(f"{stage:<20} {count}")
     if lat:
@@ -226,10 +262,11 @@ def print_report(report: dict, path: str) -> None:
               f"  max {lat['max_ms']} ms")
         print(f"throughput           {lat['throughput_per_second']} enrollments/s over {lat['span_seconds']} s")
     for name, ok in report["invariants"].items():
-        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+        figures = report["invariant_figures"][name]
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}" + ("" if ok else f"  (got {figures['got']},"
+                                                                   f" want {figures['want']})"))
     print(f"report: {path}")
     print("RESULT:", "all invariants hold" if report["ok"] else "INVARIANT FAILED")
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -206,13 +206,27 @@ def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int 
     return {pk: fill.created for pk, fill in fill_windows(allocation_ids, now, size).items()}
 
 
+def cancel_future_sessions(
+    sender: object, *, allocations: list[TrainerAllocation], now: datetime.datetime, **kwargs: object
+) -> dict[int, int]:
+    """`allocation_released` receiver: cancel the released allocations' sessions that have not started by
+    `now` (past ones stay as history). Runs in the release's transaction, under its allocation locks, so a
+    window being filled at the same time is either done before (and cancelled here) or sees the release."""
+    rows = fetch(
+        "UPDATE training_sessions SET status = 'cancelled' WHERE allocation_id = ANY(%b::bigint[])"
+        " AND status = 'scheduled' AND starts_at > %s RETURNING allocation_id",
+        [[a.pk for a in allocations], now],
+    )
+    return dict(collections.Counter(pk for (pk,) in rows))
+
+
 def future_session_count(allocation_id: int, now: datetime.datetime | None = None) -> int:
     return _future(allocation_id, now or timezone.now()).count()
 
 
 @dataclass
 class TopupReport:
-    active: int = 0  # active allocations
+    active: int = 0  # holding allocations (approved or active)
     below_threshold: int = 0  # of which had fewer than `threshold` future sessions when listed
     topped_up: int = 0  # got at least one new session from this run
     skipped_locked: int = 0  # being changed by another run or handler right now
@@ -225,12 +239,12 @@ class TopupReport:
 def topup_all(
     threshold: int = TOPUP_THRESHOLD, size: int = WINDOW_SIZE, now: datetime.datetime | None = None
 ) -> TopupReport:
-    """Top every active allocation with fewer than `threshold` future sessions up to `size`. Safe to run
-    concurrently with itself and with the handler: each allocation is taken under its row lock (SKIP LOCKED),
-    re-counted under the lock, and each one commits on its own."""
+    """Top every holding (approved or active) allocation with fewer than `threshold` future sessions up to
+    `size`. Safe to run concurrently with itself and with the handler: each allocation is taken under its row
+    lock (SKIP LOCKED), re-counted under the lock, and each one commits on its own."""
     now = now or timezone.now()
     report = TopupReport()
-    active = TrainerAllocation.objects.filter(status=TrainerAllocation.Status.ACTIVE)
+    active = TrainerAllocation.objects.filter(status__in=TrainerAllocation.HOLDING_STATUSES)
     report.active = active.count()
     upcoming = Q(sessions__status=TrainingSession.Status.SCHEDULED, sessions__starts_at__gt=now)
     ids = list(
@@ -245,7 +259,7 @@ def topup_all(
             allocation = (
                 TrainerAllocation.objects.select_for_update(skip_locked=True, no_key=True)
                 .select_related("course")
-                .filter(pk=pk, status=TrainerAllocation.Status.ACTIVE)
+                .filter(pk=pk, status__in=TrainerAllocation.HOLDING_STATUSES)
                 .first()
             )
             if allocation is None:

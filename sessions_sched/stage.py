@@ -1,9 +1,14 @@
-"""trainer-allocated -> rolling window of sessions -> sessions-scheduled."""
+"""trainer-allocated -> rolling window of sessions -> sessions-scheduled.
+
+Sessions are scheduled only for a holding allocation: a TRAINER_ALLOCATED whose allocation was released
+meanwhile (its purchase refunded) is a Superseded skip.
+"""
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
+from django.db import transaction
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
@@ -15,8 +20,9 @@ from sessions_sched.scheduler import (
     future_session_count,
 )
 from sessions_sched.trace import trace_section
+from workers import metrics
 from workers.envelope import Event
-from workers.errors import PermanentError
+from workers.errors import PermanentError, Superseded
 from workers.outbox import Emission, emit, emit_many
 from workers.sql import fetch
 from workers.stage import RetryPolicy, Stage
@@ -36,6 +42,8 @@ def handle_trainer_allocated(event: Event) -> None:
         raise PermanentError(f"unknown allocation {p.allocation_id}")
     if (allocation.student_id, allocation.course_id) != (p.student_id, p.course_id):
         raise PermanentError(f"allocation {p.allocation_id} is for another student or course than the event says")
+    if allocation.status not in TrainerAllocation.HOLDING_STATUSES:
+        raise Superseded(f"allocation {allocation.pk} is {allocation.status}")
     now = timezone.now()
     created = ensure_window(allocation, now=now, size=WINDOW_SIZE)
     if created == 0:
@@ -59,13 +67,17 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
     """The batch path: every allocation's window filled in a few queries (`ensure_windows`). Unknown or
     mismatched allocations raise, so the framework re-runs the batch one event at a time."""
     allocation_ids = {e.payload.allocation_id for e in events}
-    found = {pk: (student, course) for pk, student, course in fetch(
-        "SELECT id, student_id, course_id FROM trainer_allocations WHERE id = ANY(%b::bigint[])", [list(allocation_ids)]
-    )}
+    rows = fetch("SELECT id, student_id, course_id, status FROM trainer_allocations WHERE id = ANY(%b::bigint[])",
+                 [list(allocation_ids)])
+    found = {pk: (student, course) for pk, student, course, _ in rows}
     for event in events:
         p = event.payload
         if found.get(p.allocation_id) != (p.student_id, p.course_id):
             raise PermanentError(f"allocation {p.allocation_id} is unknown or does not match its event")
+    released = {pk: status for pk, _, _, status in rows if status not in TrainerAllocation.HOLDING_STATUSES}
+    for event in events:
+        if event.payload.allocation_id in released:
+            _superseded(event, f"allocation {event.payload.allocation_id} is {released[event.payload.allocation_id]}")
     now = timezone.now()
     filled = fill_windows(sorted(allocation_ids), now, WINDOW_SIZE)
     first_event = {}
@@ -83,6 +95,12 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
             for pk, fill in filled.items() if fill.created > 0
         ]
     )
+
+
+def _superseded(event: Event, reason: str) -> None:
+    """A batch's superseded event: counted and logged like the framework does for a one-event handler."""
+    transaction.on_commit(metrics.EVENTS_SUPERSEDED.labels(STAGE.name, event.event_type).inc)
+    log.info("superseded: %s", reason, extra={"stage": STAGE.name, "event_id": str(event.event_id)})
 
 
 STAGE = Stage(

@@ -138,3 +138,11 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
 def _purchase_created(student_id, correlation_id):
     return build_event(PURCHASE_CREATED, {"purchase_id": student_id, "payment_id": student_id,
                                           "student_id": student_id, "course_id": 1}, correlation_id=correlation_id)
+
+
+def purchase_of(student_id: int, course_id: int) -> StudentCoursePurchase:
+    """The student's active purchase of the course, bought (paid in full) here if there is none yet."""
+    found = StudentCoursePurchase.objects.filter(student_id=student_id, course_id=course_id, is_active=True).first()
+    if found is not None:
+        return found
+    return PurchaseFactory(payment=PaymentFactory(student_id=student_id, course_id=course_id))

@@ -6,14 +6,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from allocations.models import TrainerAllocation
-from allocations.services import (
-    NoCapacity,
-    UnknownCourse,
-    UnknownStudent,
-    allocate,
-    allocate_many,
-)
-from tests.factories import CourseFactory, StudentFactory, TrainerFactory
+from allocations.services import NoCapacity, PurchaseCancelled, Request, UnknownPurchase, allocate_many
+from tests.allocations.support import allocate_bought, bought
+from tests.factories import CourseFactory, PurchaseFactory, StudentFactory, TrainerFactory, purchase_of
 
 pytestmark = pytest.mark.django_db
 
@@ -22,10 +17,10 @@ def test_spreads_a_batch_least_loaded_first_within_capacity_in_a_few_queries():
     course = CourseFactory()
     busy = TrainerFactory(capacity=4, courses=[course])
     idle = [TrainerFactory(capacity=4, courses=[course]) for _ in range(3)]
-    allocate(StudentFactory().pk, course.pk)  # busy takes one student first
-    students = [StudentFactory() for _ in range(12)]
+    allocate_bought(StudentFactory().pk, course.pk)  # busy takes one student first
+    requests = [bought(StudentFactory().pk, course.pk) for _ in range(12)]
     with CaptureQueriesContext(connection) as queries:
-        outcomes = allocate_many([(s.pk, course.pk, None) for s in students])
+        outcomes = allocate_many(requests)
     assert len(queries) <= 12
     assert all(created for _, created in outcomes)
     per_trainer = collections.Counter(a.trainer_id for a, _ in outcomes)
@@ -41,21 +36,24 @@ def test_existing_unknown_duplicate_and_overflow_are_answered_like_allocate():
     course = CourseFactory()
     TrainerFactory(capacity=2, courses=[course])
     first, second, third = StudentFactory(), StudentFactory(), StudentFactory()
-    existing, _ = allocate(first.pk, course.pk)
+    existing, _ = allocate_bought(first.pk, course.pk)
+    cancelled = PurchaseFactory(payment__course=course, is_active=False)
     outcomes = allocate_many([
-        (first.pk, course.pk, None),           # existing
-        (second.pk, course.pk, None),          # the last free slot
-        (second.pk, course.pk, None),          # the same request twice
-        (third.pk, course.pk, None),           # no room left
-        (10**12, course.pk, None),             # unknown student
-        (first.pk, 10**12, None),              # unknown course
+        bought(first.pk, course.pk),                                  # existing
+        bought(second.pk, course.pk),                                 # the last free slot
+        bought(second.pk, course.pk),                                 # the same request twice
+        bought(third.pk, course.pk),                                  # no room left
+        Request(third.pk, course.pk, None, 10**12),                   # unknown purchase
+        Request(third.pk, course.pk, None, purchase_of(first.pk, course.pk).pk),  # another student's purchase
+        Request(cancelled.student_id, course.pk, None, cancelled.pk),  # a cancelled purchase
     ])
     assert outcomes[0] == (existing, False)
     allocation, created = outcomes[1]
     assert created and allocation.student_id == second.pk
     assert outcomes[2] == (allocation, False)
     assert isinstance(outcomes[3], NoCapacity)
-    assert isinstance(outcomes[4], UnknownStudent) and isinstance(outcomes[5], UnknownCourse)
+    assert isinstance(outcomes[4], UnknownPurchase) and isinstance(outcomes[5], UnknownPurchase)
+    assert isinstance(outcomes[6], PurchaseCancelled)
     assert TrainerAllocation.objects.count() == 2
 
 
@@ -63,7 +61,8 @@ def test_several_courses_in_one_batch():
     courses = [CourseFactory() for _ in range(3)]
     for course in courses:
         TrainerFactory(capacity=5, courses=[course])
-    requests = [(StudentFactory().pk, course.pk, None) for course in courses for _ in range(5)]
+    requests = [bought(StudentFactory().pk, course.pk) for course in courses for _ in range(5)]
     outcomes = allocate_many(requests)
-    assert [a.course_id for a, _ in outcomes] == [c for _, c, _ in requests]
+    assert [a.course_id for a, _ in outcomes] == [r.course_id for r in requests]
+    assert [a.purchase_id for a, _ in outcomes] == [r.purchase_id for r in requests]
     assert TrainerAllocation.objects.count() == 15

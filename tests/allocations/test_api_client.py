@@ -12,10 +12,17 @@ from allocations.models import TrainerAllocation, slot_time
 from tests.factories import (
     AllocationFactory,
     CourseFactory,
+    PurchaseFactory,
     StudentFactory,
     TrainerFactory,
+    purchase_of,
 )
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, Superseded, TransientError
+
+
+def ask(student_id, course_id, correlation_id=None):
+    """A request for the student's purchase of the course (bought here if needed)."""
+    return AllocationRequest(student_id, course_id, purchase_of(student_id, course_id).pk, correlation_id)
 
 TOKEN = "test-allocation-token"
 
@@ -39,11 +46,11 @@ def test_allocates_the_least_loaded_trainer_then_answers_idempotently(api, cours
     quiet = TrainerFactory(courses=[course])
     AllocationFactory(trainer=busy, course=course, slot_time=slot_time(0))
     student = StudentFactory()
-    first = api.allocate(student.pk, course.pk, None)
+    first = api.allocate(ask(student.pk, course.pk))
     assert isinstance(first, AllocationResult)
     assert (first.trainer_id, first.student_id, first.course_id) == (quiet.pk, student.pk, course.pk)
     assert (first.slot_time, first.status, first.created) == ("08:00", "active", True)
-    again = api.allocate(student.pk, course.pk, None)
+    again = api.allocate(ask(student.pk, course.pk))
     assert again.allocation_id == first.allocation_id and again.created is False
     assert TrainerAllocation.objects.filter(student=student).count() == 1
 
@@ -53,7 +60,8 @@ def test_status_codes_201_then_200(api, course, live_server):
     student = StudentFactory()
     url = f"{live_server.url}/api/allocations"
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    body = {"student_id": student.pk, "course_id": course.pk, "correlation_id": "6f1b1c43-3f7c-4c61-9c1e-2a4f0f0e7a11"}
+    body = {"student_id": student.pk, "course_id": course.pk, "purchase_id": purchase_of(student.pk, course.pk).pk,
+            "correlation_id": "6f1b1c43-3f7c-4c61-9c1e-2a4f0f0e7a11"}
     assert requests.post(url, json=body, headers=headers, timeout=5).status_code == 201
     assert requests.post(url, json=body, headers=headers, timeout=5).status_code == 200
     assert str(TrainerAllocation.objects.get().correlation_id) == body["correlation_id"]
@@ -61,39 +69,50 @@ def test_status_codes_201_then_200(api, course, live_server):
 
 def test_no_capacity_409_is_transient(api, course, live_server):
     TrainerFactory(courses=[course], capacity=1)
-    api.allocate(StudentFactory().pk, course.pk)
+    api.allocate(ask(StudentFactory().pk, course.pk))
     with pytest.raises(TransientError, match="409.*no trainer with capacity.*at capacity"):
-        api.allocate(StudentFactory().pk, course.pk)
+        api.allocate(ask(StudentFactory().pk, course.pk))
 
 
 def test_wrong_token_401_is_permanent(live_server, settings, course):
     settings.ALLOCATION_API_TOKEN = TOKEN
     client = AllocationClient(base_url=live_server.url, token="wrong")
     with pytest.raises(PermanentError, match="401"):
-        client.allocate(StudentFactory().pk, course.pk)
+        client.allocate(ask(StudentFactory().pk, course.pk))
     response = requests.post(f"{live_server.url}/api/allocations", json={}, timeout=5)
     assert response.status_code == 401
 
 
-def test_unknown_student_or_course_422_is_permanent(api, course):
+def test_an_unknown_purchase_422_is_permanent_and_a_cancelled_one_410_is_superseded(api, course):
     TrainerFactory(courses=[course])
-    with pytest.raises(PermanentError, match="422 unknown student"):
-        api.allocate(10**9, course.pk)
-    with pytest.raises(PermanentError, match="422 unknown course"):
-        api.allocate(StudentFactory().pk, 10**9)
+    with pytest.raises(PermanentError, match="422 unknown purchase"):
+        api.allocate(AllocationRequest(StudentFactory().pk, course.pk, 10**9))
+    cancelled = PurchaseFactory(payment__course=course, is_active=False)
+    with pytest.raises(Superseded, match="410 purchase cancelled"):
+        api.allocate(AllocationRequest(cancelled.student_id, course.pk, cancelled.pk))
+
+
+def test_release_cancels_the_purchases_allocation_once(api, course):
+    TrainerFactory(courses=[course])
+    request = ask(StudentFactory().pk, course.pk)
+    made = api.allocate(request)
+    assert api.release(request.purchase_id) == [{"allocation_id": made.allocation_id, "status": "cancelled",
+                                                 "sessions_cancelled": 0}]
+    assert api.release(request.purchase_id) == []
 
 
 def test_404_is_permanent(live_server):
     client = AllocationClient(base_url=f"{live_server.url}/no-such-service", token=TOKEN)
     with pytest.raises(PermanentError, match="404"):
-        client.allocate(1, 1)
+        client.allocate(AllocationRequest(1, 1, 1))
 
 
 @pytest.mark.parametrize(
     "body,field",
-    [({"student_id": 0, "course_id": 1}, "student_id"), ({"student_id": 1}, "course_id"),
-     ({"student_id": 1, "course_id": "2"}, "course_id"), ({"student_id": 1, "course_id": 2, "x": 1}, "x"),
-     ({"student_id": 1, "course_id": 2, "correlation_id": "nope"}, "correlation_id")],
+    [({"student_id": 0, "course_id": 1, "purchase_id": 1}, "student_id"), ({"student_id": 1, "purchase_id": 1},
+     "course_id"), ({"student_id": 1, "course_id": "2", "purchase_id": 1}, "course_id"),
+     ({"student_id": 1, "course_id": 2}, "purchase_id"), ({"student_id": 1, "course_id": 2, "purchase_id": 1, "x": 1},
+     "x"), ({"student_id": 1, "course_id": 2, "purchase_id": 1, "correlation_id": "nope"}, "correlation_id")],
 )
 def test_bad_body_is_400_with_field_errors(api, live_server, body, field):
     response = requests.post(
@@ -105,25 +124,26 @@ def test_bad_body_is_400_with_field_errors(api, live_server, body, field):
 def test_batch_mixes_good_and_bad_items_independently(api, course, live_server):
     TrainerFactory(courses=[course], capacity=2)
     existing_student, new_student, third, fourth = (StudentFactory() for _ in range(4))
-    first = api.allocate(existing_student.pk, course.pk)
+    first = api.allocate(ask(existing_student.pk, course.pk))
     results = api.allocate_many([
-        AllocationRequest(existing_student.pk, course.pk),
-        AllocationRequest(10**9, course.pk),
-        AllocationRequest(new_student.pk, course.pk),
-        AllocationRequest(third.pk, course.pk),  # trainer full by now
-        AllocationRequest(fourth.pk, 10**9),
+        ask(existing_student.pk, course.pk),
+        AllocationRequest(fourth.pk, course.pk, 10**9),
+        ask(new_student.pk, course.pk),
+        ask(third.pk, course.pk),  # trainer full by now
+        AllocationRequest(fourth.pk, 10**9, purchase_of(fourth.pk, course.pk).pk),
     ])
     assert isinstance(results[0], AllocationResult) and results[0].allocation_id == first.allocation_id
     assert results[0].created is False
-    assert isinstance(results[1], PermanentError) and "unknown student" in str(results[1])
+    assert isinstance(results[1], PermanentError) and "unknown purchase" in str(results[1])
     assert isinstance(results[2], AllocationResult) and results[2].created and results[2].slot_time == "09:00"
     assert isinstance(results[3], TransientError) and "409" in str(results[3])
-    assert isinstance(results[4], PermanentError) and "unknown course" in str(results[4])
+    assert isinstance(results[4], PermanentError) and "another student or course" in str(results[4])
     assert TrainerAllocation.objects.count() == 2
 
     raw = requests.post(
         f"{live_server.url}/api/allocations/batch", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5,
-        json={"requests": [{"student_id": new_student.pk, "course_id": course.pk}, {"student_id": "x"}, 7]},
+        json={"requests": [{"student_id": new_student.pk, "course_id": course.pk,
+                            "purchase_id": purchase_of(new_student.pk, course.pk).pk}, {"student_id": "x"}, 7]},
     ).json()["results"]
     assert [item["status"] for item in raw] == [200, 400, 400]
     assert raw[0]["body"]["allocation_id"] == results[2].allocation_id
@@ -156,9 +176,9 @@ def test_a_silent_server_times_out_as_a_transient_error():
     started = time.monotonic()
     try:
         with pytest.raises(TransientError, match="timed out after 0.5s"):
-            client.allocate(1, 1)
+            client.allocate(AllocationRequest(1, 1, 1))
         with pytest.raises(TransientError, match="timed out"):
-            client.allocate_many([AllocationRequest(1, 1)])
+            client.allocate_many([AllocationRequest(1, 1, 1)])
     finally:
         stop.set()
         thread.join(2)
@@ -173,7 +193,8 @@ def test_connection_refused_is_transient():
     with socket.create_server(("127.0.0.1", 0)) as sock:
         port = sock.getsockname()[1]
     with pytest.raises(TransientError, match="unreachable"):
-        AllocationClient(base_url=f"http://127.0.0.1:{port}", token=TOKEN, timeout=1).allocate(1, 1)
+        client = AllocationClient(base_url=f"http://127.0.0.1:{port}", token=TOKEN, timeout=1)
+        client.allocate(AllocationRequest(1, 1, 1))
 
 
 @pytest.mark.parametrize("status,expected", [(503, TransientError), (500, TransientError), (429, TransientError),
@@ -195,7 +216,7 @@ def test_status_mapping_of_other_answers(status, expected):
     try:
         client = AllocationClient(base_url=f"http://127.0.0.1:{server.server_address[1]}", token=TOKEN, timeout=2)
         with pytest.raises(expected, match=str(status)):
-            client.allocate(1, 1)
+            client.allocate(AllocationRequest(1, 1, 1))
     finally:
         server.shutdown()
         server.server_close()

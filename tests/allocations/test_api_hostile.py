@@ -20,7 +20,7 @@ from django.test import Client
 
 from allocations.api import MAX_BATCH
 from allocations.models import TrainerAllocation
-from tests.factories import CourseFactory, StudentFactory, TrainerFactory
+from tests.factories import CourseFactory, StudentFactory, TrainerFactory, purchase_of
 
 TOKEN = "hostile-allocation-token"
 ONE = "/api/allocations"
@@ -170,20 +170,23 @@ def test_wrong_fields_are_400_naming_the_field(client, course, student, field, v
     assert not TrainerAllocation.objects.exists()
 
 
-@pytest.mark.parametrize("missing", ["student_id", "course_id"])
+@pytest.mark.parametrize("missing", ["student_id", "course_id", "purchase_id"])
 def test_missing_fields_are_400(client, course, student, missing):
-    body = {"student_id": student.pk, "course_id": course.pk}
+    body = {"student_id": student.pk, "course_id": course.pk, "purchase_id": 1}
     del body[missing]
     data = assert_refused(post(client, ONE, json.dumps(body)), 400)
     assert data["errors"] == {missing: "Field required"}
     assert not TrainerAllocation.objects.exists()
 
 
-@pytest.mark.parametrize("which", ["student_id", "course_id"])
-def test_unknown_student_or_course_is_422(client, course, student, which):
-    body = {"student_id": student.pk, "course_id": course.pk, which: 9_000_000_000}
+@pytest.mark.parametrize("which,error", [("student_id", "is for another student or course"),
+                                         ("course_id", "is for another student or course"),
+                                         ("purchase_id", "unknown purchase")])
+def test_a_purchase_that_is_unknown_or_not_the_students_course_is_422(client, course, student, which, error):
+    purchase = purchase_of(student.pk, course.pk)
+    body = {"student_id": student.pk, "course_id": course.pk, "purchase_id": purchase.pk, which: 9_000_000_000}
     data = assert_refused(post(client, ONE, json.dumps(body)), 422)
-    assert data["error"] == f"unknown {which.removesuffix('_id')}"
+    assert error in data["error"]
     assert not TrainerAllocation.objects.exists()
 
 
@@ -243,8 +246,9 @@ def test_a_batch_of_mixed_items_answers_each_bad_item_4xx_and_writes_only_the_go
         {"student_id": good_two.pk, "course_id": 9_000_000_000},
         {"student_id": good_two.pk, "course_id": course.pk, "correlation_id": "<script>"},
     ]
-    items = [{"student_id": good_one.pk, "course_id": course.pk}, *bad_items,
-             {"student_id": good_two.pk, "course_id": course.pk}]
+    items = [{"student_id": good_one.pk, "course_id": course.pk, "purchase_id": purchase_of(good_one.pk, course.pk).pk},
+             *bad_items,
+             {"student_id": good_two.pk, "course_id": course.pk, "purchase_id": purchase_of(good_two.pk, course.pk).pk}]
     response = post(client, BATCH, json.dumps({"requests": items}))
     assert response.status_code == 200, response.content
     results = response.json()["results"]

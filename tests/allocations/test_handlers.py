@@ -1,4 +1,4 @@
-"""handle_purchase_created(_batch) against the real allocation API (live_server), inside a transaction.
+"""The allocation stage's handlers against the real allocation API (live_server), inside a transaction.
 
 These tests commit (live_server needs it), so the emitted events are published to the test's own topics."""
 import pytest
@@ -6,15 +6,15 @@ from django.db import transaction
 
 from allocations.client import close_client
 from allocations.models import TrainerAllocation
-from allocations.stage import (
-    STAGE,
-    handle_purchase_created,
-    handle_purchase_created_batch,
-)
-from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED
+from allocations.stage import STAGE
+from allocations.stage import handle_allocation_event as handle_purchase_created
+from allocations.stage import handle_allocation_events as handle_purchase_created_batch
+from enrollment.events import ALLOCATION_RELEASED, PURCHASE_CANCELLED, PURCHASE_CREATED, TRAINER_ALLOCATED
+from sessions_sched.models import TrainingSession
+from sessions_sched.scheduler import ensure_window
 from tests.factories import CourseFactory, PurchaseFactory, TrainerFactory
 from workers.envelope import build_event, decode
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, Superseded, TransientError
 from workers.models import OutboxEvent
 
 TOKEN = "test-allocation-token"
@@ -73,10 +73,70 @@ def test_no_capacity_is_transient_and_emits_nothing():
     assert not OutboxEvent.objects.exists()
 
 
-def test_unknown_student_is_permanent():
-    event = created_event(PurchaseFactory(), student_id=10**9)
-    with pytest.raises(PermanentError, match="unknown student"), transaction.atomic():
+@pytest.mark.parametrize("override,message", [({"student_id": 10**9}, "another student or course"),
+                                              ({"purchase_id": 10**9}, "unknown purchase")])
+def test_a_purchase_that_does_not_exist_or_does_not_match_is_permanent(override, message):
+    event = created_event(PurchaseFactory(), **override)
+    with pytest.raises(PermanentError, match=message), transaction.atomic():
         handle_purchase_created(event)
+    assert not TrainerAllocation.objects.exists()
+
+
+def cancelled_event(purchase):
+    payload = {"purchase_id": purchase.pk, "payment_id": purchase.payment_id, "student_id": purchase.student_id,
+               "course_id": purchase.course_id, "reason": "requested_by_customer"}
+    return build_event(PURCHASE_CANCELLED, payload, correlation_id=purchase.correlation_id)
+
+
+def cancel(purchase):
+    purchase.is_active, purchase.cancelled_at = False, purchase.created_at
+    purchase.save()
+
+
+def test_a_cancellation_releases_the_allocation_and_cancels_its_future_sessions_once():
+    course = CourseFactory()
+    TrainerFactory(courses=[course])
+    purchase = PurchaseFactory(payment__course=course)
+    with transaction.atomic():
+        handle_purchase_created(created_event(purchase))
+    allocation = TrainerAllocation.objects.get()
+    assert ensure_window(allocation) == 7
+    cancel(purchase)
+    for _ in range(2):  # a redelivered cancellation finds nothing left to release
+        with transaction.atomic():
+            handle_purchase_created(cancelled_event(purchase))
+    allocation.refresh_from_db()
+    assert allocation.status == TrainerAllocation.Status.CANCELLED
+    assert set(TrainingSession.objects.values_list("status", flat=True)) == {"cancelled"}
+    released = [e for e in emitted() if e.event_type == ALLOCATION_RELEASED]
+    assert [e.payload.model_dump() for e in released] == [{
+        "allocation_id": allocation.pk, "purchase_id": purchase.pk, "student_id": purchase.student_id,
+        "course_id": course.pk, "status": "cancelled", "sessions_cancelled": 7}]
+    assert released[0].correlation_id == purchase.correlation_id
+
+
+def test_a_cancellation_that_comes_first_means_no_allocation_is_made():
+    """PURCHASE_CANCELLED overtook PURCHASE_CREATED (another topic): nothing to release, then the allocation
+    is refused as superseded, and so is an old PURCHASE_CREATED dead letter replayed after the refund."""
+    course = CourseFactory()
+    TrainerFactory(courses=[course])
+    purchase = PurchaseFactory(payment__course=course)
+    cancel(purchase)
+    with transaction.atomic():
+        handle_purchase_created(cancelled_event(purchase))
+    for _ in range(2):
+        with pytest.raises(Superseded, match="410"), transaction.atomic():
+            handle_purchase_created(created_event(purchase))
+    assert not TrainerAllocation.objects.exists() and not emitted()
+
+
+def test_in_a_batch_a_superseded_allocation_fails_the_batch_so_it_goes_one_by_one():
+    course = CourseFactory()
+    TrainerFactory(courses=[course])
+    good, gone = PurchaseFactory(payment__course=course), PurchaseFactory(payment__course=course)
+    cancel(gone)
+    with pytest.raises(PermanentError), transaction.atomic():
+        handle_purchase_created_batch([created_event(good), created_event(gone)])
 
 
 def test_batch_allocates_all_in_one_call_and_emits_each():
@@ -109,5 +169,5 @@ def test_batch_with_a_failed_item_raises_and_emits_nothing_so_the_framework_goes
 
 def test_stage():
     assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.retry.max_attempts) == (
-        "allocations", "trainer-allocation-workers", ("purchase-created",), 5)
+        "allocations", "trainer-allocation-workers", ("purchase-created", "purchase-cancelled"), 5)
     assert STAGE.batch_handler is handle_purchase_created_batch

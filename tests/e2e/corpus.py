@@ -283,9 +283,9 @@ def _permanent(event_type: str, seed: Seed) -> list[tuple[str, bytes | None, str
         unknown_payment = {**base, "payment_id": UNKNOWN_PAYMENT}
         return [
             ("unknown student", event({**base, "student_id": UNKNOWN_STUDENT}), "permanent",
-             f"unknown student {UNKNOWN_STUDENT}"),
+             "for another student or course"),
             ("unknown course", event({**base, "course_id": UNKNOWN_COURSE}), "permanent",
-             f"unknown course {UNKNOWN_COURSE}"),
+             "for another student or course"),
             ("unknown payment", event(unknown_payment), "permanent", f"unknown payment {UNKNOWN_PAYMENT}"),
             ("payment of another student", event({**base, "student_id": seed.other_student_id}), "permanent",
              "for another student or course"),
@@ -303,10 +303,12 @@ def _permanent(event_type: str, seed: Seed) -> list[tuple[str, bytes | None, str
              "permanent", "unknown payment"),
         ]
     if event_type == PURCHASE_CREATED:
-        base = real_payload(PURCHASE_CREATED, seed)
+        # The allocation API checks the purchase: one that does not exist is a 422, whatever else the event says.
+        base = {**real_payload(PURCHASE_CREATED, seed), "purchase_id": UNKNOWN_PAYMENT}
         return [
-            ("unknown student", event({**base, "student_id": UNKNOWN_STUDENT}), "permanent", "unknown student"),
-            ("unknown course", event({**base, "course_id": UNKNOWN_COURSE}), "permanent", "unknown course"),
+            ("unknown purchase", event(base), "permanent", f"unknown purchase {UNKNOWN_PAYMENT}"),
+            ("unknown student", event({**base, "student_id": UNKNOWN_STUDENT}), "permanent", "unknown purchase"),
+            ("unknown course", event({**base, "course_id": UNKNOWN_COURSE}), "permanent", "unknown purchase"),
         ]
     if event_type == TRAINER_ALLOCATED:
         base = real_payload(TRAINER_ALLOCATED, seed)

@@ -56,7 +56,7 @@ def test_a_signed_payment_becomes_purchase_trainer_and_seven_sessions_and_replay
     assert cache.get(f"student:learning:{student.pk}") is not None  # the page is now cached
 
     body = {"provider_payment_id": f"pay_{uuid.uuid4().hex}", "student_id": student.pk, "course_id": course.pk,
-            "amount": "49.00", "currency": "USD", "confirmed_at": datetime.datetime.now(datetime.UTC).isoformat()}
+            "amount": "49.00", "currency": "EUR", "confirmed_at": datetime.datetime.now(datetime.UTC).isoformat()}
     accepted = _post_payment(pipeline, body)
     assert accepted.status_code == 202, accepted.text
 

@@ -141,4 +141,5 @@ def test_redis_down_pages_are_served_uncached(client, redis_down, caplog):
 def test_stage():
     assert (STAGE.name, STAGE.group_id, STAGE.retry.max_attempts, STAGE.record_processed, STAGE.dead_letters) == (
         "cache", "cache-invalidation-workers", 1, False, DeadLetterPolicy.LOG_AND_COUNT)
-    assert STAGE.topics == ("purchase-created", "trainer-allocated", "sessions-scheduled")
+    assert STAGE.topics == ("purchase-created", "trainer-allocated", "sessions-scheduled", "purchase-cancelled",
+                            "allocation-released")

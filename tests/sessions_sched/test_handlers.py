@@ -5,10 +5,11 @@ from django.db import transaction
 from allocations.models import TrainerAllocation
 from enrollment.events import SESSIONS_SCHEDULED, TRAINER_ALLOCATED
 from sessions_sched.models import TrainingSession
-from sessions_sched.stage import STAGE, handle_trainer_allocated
+from sessions_sched.stage import STAGE, handle_trainer_allocated, handle_trainer_allocated_batch
 from tests.factories import AllocationFactory, StudentFactory
+from workers import metrics
 from workers.envelope import build_event, decode
-from workers.errors import PermanentError
+from workers.errors import PermanentError, Superseded
 from workers.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -46,10 +47,22 @@ def test_a_full_window_is_already_done_without_a_second_event():
     assert OutboxEvent.objects.count() == 1
 
 
-def test_an_ended_allocation_gets_no_sessions_and_no_event():
-    allocation = AllocationFactory(status=TrainerAllocation.Status.ENDED)
-    handle(allocated(allocation))
+@pytest.mark.parametrize("status", [TrainerAllocation.Status.ENDED, TrainerAllocation.Status.CANCELLED])
+def test_a_released_allocation_is_superseded_with_no_sessions_and_no_event(status):
+    allocation = AllocationFactory(status=status)
+    with pytest.raises(Superseded, match=f"is {status}"):
+        handle(allocated(allocation))
     assert not TrainingSession.objects.exists() and not OutboxEvent.objects.exists()
+
+
+def test_in_a_batch_a_released_allocation_is_skipped_and_counted(django_capture_on_commit_callbacks):
+    released, holding = AllocationFactory(status=TrainerAllocation.Status.CANCELLED), AllocationFactory()
+    counter = metrics.EVENTS_SUPERSEDED.labels("sessions", TRAINER_ALLOCATED)
+    before = counter._value.get()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        handle_trainer_allocated_batch([allocated(released), allocated(holding)])
+    assert set(TrainingSession.objects.values_list("allocation_id", flat=True)) == {holding.pk}
+    assert counter._value.get() == before + 1
 
 
 def test_unknown_allocation_is_permanent():

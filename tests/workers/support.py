@@ -12,12 +12,13 @@ from confluent_kafka import TopicPartition
 from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED
 from enrollment.models import Student
 from workers.envelope import build_event
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, Superseded, TransientError
 from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, make_producer, topic
 from workers.outbox import emit
 from workers.stage import RetryPolicy, Stage
 
-# student_id -> list of outcomes to play, one per call ("ok", "transient", "permanent", "bug"); then "ok".
+# student_id -> list of outcomes to play, one per call ("ok", "transient", "permanent", "bug", "superseded");
+# then "ok". "superseded" writes its effect first, then raises Superseded (the framework must roll it back).
 SCRIPT: dict[int, list[str]] = {}
 CALLS: Counter = Counter()  # event_id -> handler calls that committed or not
 
@@ -33,6 +34,8 @@ def scripted_handler(event) -> None:
     if outcome == "bug":
         raise KeyError("unexpected")
     Student.objects.create(name="effect", email=f"{event.event_id}@effect.test")
+    if outcome == "superseded":
+        raise Superseded("what this event names was undone meanwhile")
     p = event.payload
     emit(TRAINER_ALLOCATED, {"allocation_id": p.purchase_id, "trainer_id": 1, "student_id": p.student_id,
                              "course_id": p.course_id}, correlation_id=event.correlation_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.workers import support
+from workers import metrics
 from workers.models import PendingRetry, ProcessedEvent
 from workers.stage import DeadLetterPolicy
 from workers.testing import local_processor, source_message
@@ -48,3 +49,19 @@ def test_log_and_count_policy_drops_instead_of_dead_lettering():
     processor.process([*sources([support.purchase_created(31)]),
                        source_message(b"[]", "purchase-created", offset=5)])
     assert dead_letters.records == [] and not PendingRetry.objects.exists()
+
+
+def test_a_superseded_event_is_processed_without_its_writes_a_retry_or_a_dead_letter():
+    stage = support.make_stage("local-group", batchable=False)  # each scripted outcome is played once
+    processor, dead_letters = local_processor(stage)
+    gone, fine = support.purchase_created(41), support.purchase_created(42)
+    support.SCRIPT[41] = ["superseded", "superseded"]
+    counter = metrics.EVENTS_SUPERSEDED.labels("test", "PURCHASE_CREATED")
+    before = counter._value.get()
+    processor.process(sources([gone, fine]))
+    assert support.effects([gone]) == 0 and support.effects([fine]) == 1
+    assert ProcessedEvent.objects.filter(consumer="local-group").count() == 2
+    assert dead_letters.records == [] and not PendingRetry.objects.exists()
+    assert counter._value.get() == before + 1
+    processor.process(sources([gone]))  # a redelivery is skipped: it was processed
+    assert support.SCRIPT[41] == ["superseded"]
