@@ -6,8 +6,8 @@ from django.db import models
 
 from enrollment.models import Course, Student
 
-# Allocations take hourly slots from FIRST_SLOT_HOUR, one per allocation, so one trainer's students never
-# share a slot: slot index i means sessions at FIRST_SLOT_HOUR + i o'clock in the course's time zone.
+# Start times are picked by allocations.slots, free in UTC across all of a trainer's courses; slot_time(i) is
+# the i-th hour from 08:00, what a trainer teaching one course of 60-minute sessions gets.
 FIRST_SLOT_HOUR = 8
 MAX_TRAINER_CAPACITY = 10
 WEEKDAYS = [0, 1, 2, 3, 4]  # Monday..Friday, Python's date.weekday()
@@ -20,7 +20,7 @@ def slot_time(slot_index: int) -> datetime.time:
 class Trainer(models.Model):
     name = models.CharField(max_length=200)
     courses = models.ManyToManyField(Course, related_name="trainers", db_table="trainer_courses")
-    # How many students this trainer can take at once (one hourly slot each).
+    # How many students (holding allocations) this trainer can take at once.
     capacity = models.PositiveSmallIntegerField(default=5)
     is_active = models.BooleanField(default=True)
 
@@ -67,12 +67,6 @@ class TrainerAllocation(models.Model):
                 fields=["student", "course"],
                 condition=models.Q(status__in=["approved", "active"]),
                 name="uniq_holding_allocation_per_student_course",
-            ),
-            # One trainer's holding allocations never share a slot, so their sessions never collide.
-            models.UniqueConstraint(
-                fields=["trainer", "slot_time"],
-                condition=models.Q(status__in=["approved", "active"]),
-                name="uniq_holding_allocation_per_trainer_slot",
             ),
             # Weekdays only: Monday (0) to Friday (4), and at least one of them.
             models.CheckConstraint(

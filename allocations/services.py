@@ -7,7 +7,7 @@ concurrent allocations cannot deadlock. Candidates are first taken with SKIP LOC
 make everyone wait; under load "least loaded" is therefore among the trainers not being allocated right now),
 then, if every candidate is locked, by waiting for the least loaded one. The database constraints remain the
 last word: a unique violation on (student, course) means another request allocated first, and we return that
-allocation; one on (trainer, slot) means someone wrote without the lock, and we try again.
+allocation. Start times are picked by `allocations.slots`, free in UTC across all of the trainer's courses.
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from typing import NamedTuple
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, UnknownPurchase
-from allocations.models import WEEKDAYS, Trainer, TrainerAllocation, slot_time
+from allocations.models import WEEKDAYS, Trainer, TrainerAllocation
 from allocations.release import entitlement_error, lock_purchases, release
+from allocations.slots import Booking, free_start, taken_by
 from workers.sql import fetch, unnest_insert
 
 __all__ = ["AllocationError", "NoCapacity", "PurchaseCancelled", "Request", "UnknownPurchase", "allocate",
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 
 HOLDING = TrainerAllocation.HOLDING_STATUSES
 STUDENT_COURSE_CONSTRAINT = "uniq_holding_allocation_per_student_course"
-TRAINER_SLOT_CONSTRAINT = "uniq_holding_allocation_per_trainer_slot"
 MAX_TRIES = 5
 
 
@@ -73,13 +74,15 @@ def _lock_least_loaded(course_id: int, exclude: set[int]) -> Trainer | None:
     return None
 
 
-def _free_slot(trainer: Trainer) -> int | None:
-    """The trainer's lowest free slot index, counted under the trainer's lock (authoritative)."""
-    holding = TrainerAllocation.objects.filter(trainer=trainer, status__in=HOLDING)
-    used = set(holding.values_list("slot_time", flat=True))
-    if len(used) >= trainer.capacity:
+COURSE_SQL = "SELECT time_zone, session_minutes FROM courses WHERE id = %s"
+
+
+def _free_slot(trainer: Trainer, course: tuple[str, int]) -> datetime.time | None:
+    """The earliest start time in the course's zone free across all of the trainer's bookings, or None."""
+    taken = taken_by([trainer.pk])[trainer.pk]
+    if len(taken) >= trainer.capacity:
         return None
-    return next((i for i in range(trainer.capacity) if slot_time(i) not in used), None)
+    return free_start(*course, WEEKDAYS, taken, timezone.now().date())
 
 
 def _no_capacity(course_id: int) -> NoCapacity:
@@ -116,19 +119,20 @@ def _allocate_locked(
     student_id: int, course_id: int, correlation_id: uuid.UUID | None, purchase_id: int
 ) -> tuple[TrainerAllocation, bool]:
     full: set[int] = set()  # trainers found full once locked (their load was read before the lock)
+    [course] = fetch(COURSE_SQL, [course_id])
     for _ in range(MAX_TRIES + Trainer.objects.filter(courses__id=course_id).count()):
         try:
             with transaction.atomic():
                 trainer = _lock_least_loaded(course_id, full)
                 if trainer is None:
                     raise _no_capacity(course_id)
-                index = _free_slot(trainer)
-                if index is None:
+                start = _free_slot(trainer, course)
+                if start is None:
                     full.add(trainer.pk)
                     continue
                 allocation = TrainerAllocation.objects.create(
                     student_id=student_id, course_id=course_id, trainer=trainer, purchase_id=purchase_id,
-                    status=TrainerAllocation.Status.ACTIVE, slot_time=slot_time(index),
+                    status=TrainerAllocation.Status.ACTIVE, slot_time=start,
                     slot_weekdays=list(WEEKDAYS), correlation_id=correlation_id,
                 )
                 return allocation, True
@@ -138,10 +142,35 @@ def _allocate_locked(
                 found = existing_allocation(student_id, course_id)
                 if found is not None:
                     return found, False
-            elif name != TRAINER_SLOT_CONSTRAINT:
+            else:
                 raise
             log.info("allocation conflict, trying again", extra={"constraint": name, "student_id": student_id})
     raise NoCapacity(f"could not take a free slot for course {course_id} after several tries (contention)")
+
+
+def _plan(
+    course: tuple[str, int], items: list[tuple[int, Request]], capacity: dict[int, int],
+    taken: dict[int, list[Booking]],
+) -> dict[int, tuple[int, int, datetime.time, uuid.UUID | None, int]]:
+    """Spread the requests over the locked trainers least-loaded first, each at the earliest start free across
+    the trainer's bookings (`allocations.slots`). Index -> (student, trainer, start, correlation, purchase)."""
+    zone, minutes = course
+    today = timezone.now().date()
+    free = [(len(taken[pk]), pk) for pk in capacity if len(taken[pk]) < capacity[pk]]
+    heapq.heapify(free)
+    planned = {}
+    for i, (student_id, _, correlation_id, purchase_id) in items:
+        start = None
+        while free and start is None:
+            load, pk = heapq.heappop(free)
+            start = free_start(zone, minutes, WEEKDAYS, taken[pk], today)
+        if start is None:
+            break  # no trainer has room left: the rest goes through allocate(), which says so
+        taken[pk].append(Booking(zone, start, minutes, frozenset(WEEKDAYS)))
+        planned[i] = (student_id, pk, start, correlation_id, purchase_id)
+        if load + 1 < capacity[pk]:
+            heapq.heappush(free, (load + 1, pk))
+    return planned
 
 
 AllocationOutcome = tuple[TrainerAllocation, bool] | AllocationError
@@ -210,8 +239,9 @@ WHERE status = ANY(%b::text[]) AND (student_id, course_id) IN (SELECT * FROM unn
 # partial unique index of holding (trainer, slot) pairs, so the cost follows the course's trainers and their
 # capacity (at most 10), not the size of the allocations table.
 TRAINER_LOADS_SQL = """
-SELECT t.id, t.capacity, held.load
+SELECT t.id, t.capacity, held.load, c.time_zone, c.session_minutes
 FROM trainer_courses tc
+JOIN courses c ON c.id = tc.course_id
 JOIN trainers t ON t.id = tc.trainer_id
 CROSS JOIN LATERAL (
     SELECT count(*) AS load FROM trainer_allocations a WHERE a.trainer_id = t.id AND a.status = ANY(%b::text[])
@@ -222,15 +252,13 @@ ORDER BY held.load, t.id
 LOCK_TRAINERS_SQL = """
 SELECT id, capacity FROM trainers WHERE id = ANY(%b::bigint[]) AND is_active ORDER BY id FOR NO KEY UPDATE
 """
-USED_SLOTS_SQL = """
-SELECT trainer_id, slot_time FROM trainer_allocations WHERE trainer_id = ANY(%b::bigint[]) AND status = ANY(%b::text[])
-"""
 
 
 def _allocate_course(course_id: int, items: list[tuple[int, Request]]) -> dict[int, tuple[TrainerAllocation, bool]]:
     """One course's share of `allocate_many`, in one savepoint. Returns index -> (allocation, created)."""
     with transaction.atomic():  # a savepoint of allocate_many's transaction
-        heap = [(load, pk, capacity) for pk, capacity, load in fetch(TRAINER_LOADS_SQL, [list(HOLDING), course_id])]
+        loads = fetch(TRAINER_LOADS_SQL, [list(HOLDING), course_id])
+        heap = [(load, pk, capacity) for pk, capacity, load, _, _ in loads]
         heapq.heapify(heap)
         chosen: set[int] = set()
         for _ in items:
@@ -243,21 +271,7 @@ def _allocate_course(course_id: int, items: list[tuple[int, Request]]) -> dict[i
         if not chosen:
             return {}
         capacity = dict(fetch(LOCK_TRAINERS_SQL, [sorted(chosen)]))
-        used: dict[int, set] = {pk: set() for pk in capacity}
-        for trainer_id, at in fetch(USED_SLOTS_SQL, [list(capacity), list(HOLDING)]):
-            used[trainer_id].add(at)
-        free = [(len(used[pk]), pk) for pk in capacity if len(used[pk]) < capacity[pk]]
-        heapq.heapify(free)
-        planned: dict[int, tuple[int, int, datetime.time, uuid.UUID | None, int]] = {}
-        for i, (student_id, _, correlation_id, purchase_id) in items:
-            if not free:
-                break
-            load, pk = heapq.heappop(free)
-            at = next(slot_time(n) for n in range(capacity[pk]) if slot_time(n) not in used[pk])
-            used[pk].add(at)
-            planned[i] = (student_id, pk, at, correlation_id, purchase_id)
-            if load + 1 < capacity[pk]:
-                heapq.heappush(free, (load + 1, pk))
+        planned = _plan(loads[0][3:], items, capacity, taken_by(list(capacity)))
         # One INSERT for the course (workers/sql.py says why not bulk_create). A concurrent allocate() of the same
         # student and course wins the partial unique index: that row is not returned here, and the request is
         # left to allocate(), which answers it as existing.

@@ -1,7 +1,14 @@
 """Training sessions: the rolling window of upcoming sessions of an allocation."""
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, RangeOperators
 from django.db import models
 
 from allocations.models import Trainer, TrainerAllocation
+
+
+class TsTzRange(models.Func):
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
 
 
 class TrainingSession(models.Model):
@@ -20,6 +27,7 @@ class TrainingSession(models.Model):
     scheduled_date = models.DateField(help_text="Local date in the course's time zone.")
     scheduled_time = models.TimeField(help_text="Local time in the course's time zone.")
     starts_at = models.DateTimeField(help_text="The same instant in UTC.")
+    ends_at = models.DateTimeField(help_text="starts_at + the course's session length.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -29,11 +37,16 @@ class TrainingSession(models.Model):
             models.UniqueConstraint(
                 fields=["allocation", "scheduled_date", "scheduled_time"], name="uniq_session_per_allocation_slot"
             ),
-            models.UniqueConstraint(
-                fields=["trainer", "starts_at"],
+            # A trainer is in one session at a time: no two of their bookings overlap, whatever the courses' zones
+            # and session lengths (btree_gist gives the = on trainer_id). Cancelled sessions free their time.
+            ExclusionConstraint(
+                name="no_overlapping_trainer_sessions",
+                expressions=[("trainer", RangeOperators.EQUAL),
+                             (TsTzRange("starts_at", "ends_at", RangeBoundary()), RangeOperators.OVERLAPS)],
                 condition=~models.Q(status="cancelled"),
-                name="uniq_trainer_booking_per_instant",
             ),
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")),
+                                   name="session_ends_after_it_starts"),
         ]
         indexes = [models.Index(fields=["allocation", "starts_at"], name="session_allocation_starts")]
 

@@ -102,6 +102,7 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
         last = future.order_by("-starts_at").values_list("starts_at", flat=True).first()
         start = max(now, last) if last else now
         created = 0
+        length = datetime.timedelta(minutes=locked.course.session_minutes)
         for _ in range(MAX_ROUNDS):
             slots = next_session_slots(locked, start, size - have - created)
             if not slots:
@@ -110,7 +111,8 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
                 [
                     TrainingSession(
                         allocation_id=locked.pk, trainer_id=locked.trainer_id, scheduled_date=day,
-                        scheduled_time=at, starts_at=starts_at, status=TrainingSession.Status.SCHEDULED,
+                        scheduled_time=at, starts_at=starts_at, ends_at=starts_at + length,
+                        status=TrainingSession.Status.SCHEDULED,
                     )
                     for day, at, starts_at in slots
                 ],
@@ -130,7 +132,7 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
 
 
 LOCK_ALLOCATIONS_SQL = """
-SELECT a.id, a.trainer_id, a.slot_time, a.slot_weekdays, c.time_zone
+SELECT a.id, a.trainer_id, a.slot_time, a.slot_weekdays, c.time_zone, c.session_minutes
 FROM trainer_allocations a JOIN courses c ON c.id = a.course_id
 WHERE a.id = ANY(%b::bigint[]) AND a.status = ANY(%b::text[])
 ORDER BY a.id
@@ -144,9 +146,11 @@ GROUP BY allocation_id
 
 
 INSERT_SESSIONS_SQL = """
-INSERT INTO training_sessions (allocation_id, trainer_id, scheduled_date, scheduled_time, starts_at, status, created_at)
-SELECT a.id, a.trainer_id, s.day, s.at, s.starts_at, 'scheduled', clock_timestamp()
-FROM unnest(%b::bigint[], %b::bigint[], %b::int[]) AS a(id, trainer_id, pattern)
+INSERT INTO training_sessions (allocation_id, trainer_id, scheduled_date, scheduled_time, starts_at, ends_at, status,
+                               created_at)
+SELECT a.id, a.trainer_id, s.day, s.at, s.starts_at, s.starts_at + make_interval(mins => a.minutes), 'scheduled',
+       clock_timestamp()
+FROM unnest(%b::bigint[], %b::bigint[], %b::int[], %b::int[]) AS a(id, trainer_id, pattern, minutes)
 JOIN unnest(%b::int[], %b::date[], %b::time[], %b::timestamptz[]) AS s(pattern, day, at, starts_at) USING (pattern)
 """
 
@@ -171,8 +175,8 @@ def fill_windows(allocation_ids: list[int], now: datetime.datetime, size: int = 
     # Allocations share their dates: one "pattern" (the slots of a zone, time, weekdays and start) is sent once,
     # and each allocation names its pattern, so the statement carries ~10x fewer values than one row per session.
     patterns: dict[tuple, int] = {}
-    allocations: dict[str, list] = {"id": [], "trainer_id": [], "pattern": []}
-    for pk, trainer_id, slot_time, weekdays, time_zone in locked:
+    allocations: dict[str, list] = {"id": [], "trainer_id": [], "pattern": [], "minutes": []}
+    for pk, trainer_id, slot_time, weekdays, time_zone, minutes in locked:
         have, last = before.get(pk, (0, None))
         if have >= size:
             continue
@@ -181,6 +185,7 @@ def fill_windows(allocation_ids: list[int], now: datetime.datetime, size: int = 
         allocations["id"].append(pk)
         allocations["trainer_id"].append(trainer_id)
         allocations["pattern"].append(patterns.setdefault(key, len(patterns)))
+        allocations["minutes"].append(minutes)
     if not wanted:
         return {}
     slots: dict[str, list] = {"pattern": [], "day": [], "at": [], "starts_at": []}

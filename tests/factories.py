@@ -99,6 +99,9 @@ class SessionFactory(factory.django.DjangoModelFactory):
     starts_at = factory.LazyAttribute(
         lambda o: datetime.datetime.combine(o.scheduled_date, o.scheduled_time, tzinfo=datetime.UTC)
     )
+    ends_at = factory.LazyAttribute(
+        lambda o: o.starts_at + datetime.timedelta(minutes=o.allocation.course.session_minutes)
+    )
 
 
 class DeadLetterFactory(factory.django.DjangoModelFactory):

@@ -40,10 +40,13 @@ def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
 
 
 UNIQUE_VIOLATION = "23505"
+EXCLUSION_VIOLATION = "23P01"
+CONFLICTS = (UNIQUE_VIOLATION, EXCLUSION_VIOLATION)
 
 
 def fetch_skipping_conflicts(sql: str, params: Sequence[Any], on_conflict: str, returning: str = "") -> list[tuple]:
-    """An INSERT whose conflicts are rare: run it plain in a savepoint, and only if a unique index refuses a row,
+    """An INSERT whose conflicts are rare: run it plain in a savepoint, and only if a unique index or an exclusion
+    constraint refuses a row (ON CONFLICT DO NOTHING handles both),
     again with `on_conflict` (e.g. "ON CONFLICT DO NOTHING"). A plain INSERT costs PostgreSQL about a third less
     than the speculative insertion ON CONFLICT needs (measured: 35,000 session rows in 0.52 s against 0.81 s).
     `sql` ends before the conflict clause; `returning` (without the keyword) is added to both versions."""
@@ -52,7 +55,7 @@ def fetch_skipping_conflicts(sql: str, params: Sequence[Any], on_conflict: str, 
         with transaction.atomic():
             return fetch(sql + tail, params)
     except IntegrityError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
+        if getattr(exc.__cause__, "sqlstate", None) not in CONFLICTS:
             raise
     return fetch(f"{sql} {on_conflict}{tail}", params)
 

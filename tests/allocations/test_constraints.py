@@ -31,13 +31,6 @@ def test_non_holding_allocations_do_not_block_a_new_one(old):
     assert TrainerAllocation.objects.filter(student=student, course=course).count() == 3
 
 
-def test_one_trainer_slot_holds_one_student():
-    trainer = TrainerFactory()
-    AllocationFactory(trainer=trainer, slot_time=slot_time(2))
-    with pytest.raises(IntegrityError, match="uniq_holding_allocation_per_trainer_slot"), transaction.atomic():
-        AllocationFactory(trainer=trainer, slot_time=slot_time(2))
-
-
 @pytest.mark.parametrize("days", [[5], [0, 6], []])
 def test_weekend_or_empty_slot_days_are_rejected(days):
     with pytest.raises(IntegrityError, match="allocation_slot_weekdays_only"), transaction.atomic():

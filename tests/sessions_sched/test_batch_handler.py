@@ -49,7 +49,8 @@ def test_a_trainer_collision_takes_a_later_date_within_the_batch():
     [(day, _, starts_at)] = next_session_slots(first, now, 1)
     # the trainer is already booked (by another allocation) at the instant of `first`'s next session
     TrainingSession.objects.create(allocation=second, trainer=trainer, scheduled_date=day,
-                                   scheduled_time=datetime.time(23, 59), starts_at=starts_at)
+                                   scheduled_time=datetime.time(23, 59), starts_at=starts_at,
+                                   ends_at=starts_at + datetime.timedelta(minutes=30))
     with transaction.atomic():
         assert ensure_windows([first.pk], now) == {first.pk: 7}
     sessions = TrainingSession.objects.filter(allocation=first)

@@ -5,7 +5,7 @@ from django.db import IntegrityError, transaction
 
 from allocations.models import slot_time
 from sessions_sched.models import TrainingSession
-from tests.factories import AllocationFactory, SessionFactory, TrainerFactory
+from tests.factories import AllocationFactory, CourseFactory, SessionFactory, TrainerFactory
 
 pytestmark = pytest.mark.django_db
 DAY = datetime.date(2030, 1, 7)
@@ -29,8 +29,33 @@ def test_a_trainer_cannot_be_booked_twice_at_the_same_instant():
     second = AllocationFactory(trainer=trainer, slot_time=slot_time(1))
     SessionFactory(allocation=first, scheduled_date=DAY)
     starts_at = first.sessions.get().starts_at
-    with pytest.raises(IntegrityError, match="uniq_trainer_booking_per_instant"), transaction.atomic():
+    with pytest.raises(IntegrityError, match="no_overlapping_trainer_sessions"), transaction.atomic():
         SessionFactory(allocation=second, scheduled_date=DAY, starts_at=starts_at)
+
+
+@pytest.mark.parametrize("offset_minutes,overlaps", [(30, True), (89, True), (90, False), (-90, False), (-60, True)])
+def test_a_trainers_sessions_never_overlap_as_intervals(offset_minutes, overlaps):
+    """90-minute sessions: one starting 30 or 89 minutes into another overlaps it; one starting at its end
+    does not (the range is half-open)."""
+    trainer = TrainerFactory()
+    long_course = CourseFactory(session_minutes=90)
+    first = AllocationFactory(trainer=trainer, course=long_course, slot_time=slot_time(0))
+    second = AllocationFactory(trainer=trainer, course=long_course, slot_time=slot_time(1))
+    booked = SessionFactory(allocation=first, scheduled_date=DAY)
+    assert booked.ends_at - booked.starts_at == datetime.timedelta(minutes=90)
+    starts_at = booked.starts_at + datetime.timedelta(minutes=offset_minutes)
+    if overlaps:
+        with pytest.raises(IntegrityError, match="no_overlapping_trainer_sessions"), transaction.atomic():
+            SessionFactory(allocation=second, scheduled_date=DAY, starts_at=starts_at)
+    else:
+        SessionFactory(allocation=second, scheduled_date=DAY, starts_at=starts_at)
+
+
+def test_a_session_ends_after_it_starts():
+    session = SessionFactory.build(allocation=AllocationFactory(), scheduled_date=DAY)
+    session.ends_at = session.starts_at
+    with pytest.raises(IntegrityError, match="session_ends_after_it_starts"), transaction.atomic():
+        session.save()
 
 
 def test_a_cancelled_session_frees_the_trainer():
