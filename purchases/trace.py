@@ -13,7 +13,7 @@ def _payment(section: TraceSection, p: Payment) -> None:
                               f"course {p.course_id}", url=admin_url(p)))
     status = p.get_status_display() + (f" ({p.status_reason})" if p.status_reason else "")
     if p.status_changed_at is not None and p.status != Payment.Status.CONFIRMED:
-        section.steps.append(Step(p.status_changed_at, "purchases", f"Payment {p.get_status_display()}",
+        section.steps.append(Step(p.status_changed_at, "purchases", f"Payment {p.get_status_display().lower()}",
                                   p.status_reason, url=admin_url(p)))
     section.rows.append(TraceRow("Payment", f"#{p.pk}", f"{p.provider_payment_id}: {p.amount} {p.currency}, "
                                  f"{p.student} \u2192 {p.course}; {status}", admin_url(p)))
@@ -27,7 +27,7 @@ def trace_section(correlation_id: uuid.UUID) -> TraceSection:
     for p in payments:
         _payment(section, p)
     for r in refunds:
-        section.steps.append(Step(r.received_at, "api", f"Refund received ({r.get_reason_display()})",
+        section.steps.append(Step(r.received_at, "api", f"Refund received ({r.get_reason_display().lower()})",
                                   f"{r.provider_refund_id}: {r.amount} {r.currency}", url=admin_url(r)))
         section.rows.append(TraceRow("Refund", f"#{r.pk}", f"{r.provider_refund_id}: {r.amount} {r.currency}, "
                                      f"{r.get_reason_display()}", admin_url(r)))

@@ -33,7 +33,7 @@ def test_the_trace_shows_the_cancellation_steps(admin_client):
     response = admin_client.get(reverse("admin:workers_deadletter_trace", args=[payment.correlation_id]))
     assert response.status_code == 200
     assert [s.title for s in response.context["trace"].steps] == [
-        "Payment received", "Purchase created", "Trainer allocated", "Refund received (Chargeback)",
+        "Payment received", "Purchase created", "Trainer allocated", "Refund received (chargeback)",
         "Payment refunded", "Purchase cancelled", "Allocation cancelled",
     ]
     html = response.content.decode()
