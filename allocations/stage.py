@@ -24,9 +24,9 @@ from allocations.client import (
 from allocations.trace import trace_section
 from enrollment.events import PURCHASE_CANCELLED, TRAINER_ALLOCATED
 from workers.envelope import Event
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, Superseded, TransientError
 from workers.outbox import Emission, emit_many
-from workers.stage import RetryPolicy, Stage
+from workers.stage import RetryPolicy, Stage, skip_superseded
 
 
 def _allocated(event: Event, result: AllocationResult) -> Emission:
@@ -68,17 +68,22 @@ def handle_allocation_events(events: Sequence[Event]) -> None:
 
 
 def _allocate_batch(events: Sequence[Event]) -> None:
-    """One API call for the whole batch. If any item failed, raise (TransientError if any failure is
-    transient, else PermanentError) so the framework re-runs the events one at a time and treats each
-    failure on its own; the items that succeeded are then found again (the API is idempotent)."""
+    """One API call for the whole batch. An item whose purchase was cancelled meanwhile is skipped as
+    superseded. If any other item failed, raise (TransientError if any failure is transient, else
+    PermanentError) so the framework re-runs the events one at a time and treats each failure on its own; the
+    items that succeeded are then found again (the API is idempotent)."""
     results = get_client().allocate_many([_request(e) for e in events])
-    failures = [r for r in results if isinstance(r, Exception)]
+    failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, Superseded)]
     if failures:
         summary = f"{len(failures)} of {len(events)} allocations failed, first: {failures[0]}"
         if any(isinstance(f, TransientError) for f in failures):
             raise TransientError(summary)
         raise PermanentError(summary)
-    emit_many([_allocated(event, result) for event, result in zip(events, results)])
+    for event, result in zip(events, results):
+        if isinstance(result, Superseded):
+            skip_superseded(STAGE, event, str(result))
+    emit_many([_allocated(event, result) for event, result in zip(events, results)
+               if not isinstance(result, Superseded)])
 
 
 STAGE = Stage(

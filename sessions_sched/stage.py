@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db import transaction
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
@@ -20,12 +19,11 @@ from sessions_sched.scheduler import (
     future_session_count,
 )
 from sessions_sched.trace import trace_section
-from workers import metrics
 from workers.envelope import Event
 from workers.errors import PermanentError, Superseded
 from workers.outbox import Emission, emit, emit_many
 from workers.sql import fetch
-from workers.stage import RetryPolicy, Stage
+from workers.stage import RetryPolicy, Stage, skip_superseded
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,8 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
     released = {pk: status for pk, _, _, status in rows if status not in TrainerAllocation.HOLDING_STATUSES}
     for event in events:
         if event.payload.allocation_id in released:
-            _superseded(event, f"allocation {event.payload.allocation_id} is {released[event.payload.allocation_id]}")
+            skip_superseded(STAGE, event, f"allocation {event.payload.allocation_id} is "
+                                          f"{released[event.payload.allocation_id]}")
     now = timezone.now()
     filled = fill_windows(sorted(allocation_ids), now, WINDOW_SIZE)
     first_event = {}
@@ -95,12 +94,6 @@ def handle_trainer_allocated_batch(events: Sequence[Event]) -> None:
             for pk, fill in filled.items() if fill.created > 0
         ]
     )
-
-
-def _superseded(event: Event, reason: str) -> None:
-    """A batch's superseded event: counted and logged like the framework does for a one-event handler."""
-    transaction.on_commit(metrics.EVENTS_SUPERSEDED.labels(STAGE.name, event.event_type).inc)
-    log.info("superseded: %s", reason, extra={"stage": STAGE.name, "event_id": str(event.event_id)})
 
 
 STAGE = Stage(

@@ -7,11 +7,15 @@ batch) to the stage's handler.
 from __future__ import annotations
 
 import enum
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.db import transaction
+
+from workers import metrics
 from workers.errors import OUTAGE_ERRORS, TRANSIENT_ERRORS
 from workers.kafka import topic
 
@@ -100,3 +104,14 @@ class Stage:
         """The Kafka consumer group: the configured prefix (shared with topics) + group_id. ProcessedEvent rows
         keep the bare group_id."""
         return topic(self.group_id)
+
+
+log = logging.getLogger(__name__)
+
+
+def skip_superseded(stage: Stage, event: Event, reason: str) -> None:
+    """For a batch handler: skip one event of the batch as superseded (workers.errors.Superseded), counted and
+    logged at commit as the framework does for a one-event handler, without failing the whole batch."""
+    transaction.on_commit(metrics.EVENTS_SUPERSEDED.labels(stage.name, event.event_type).inc)
+    log.info("superseded: %s", reason, extra={"stage": stage.name, "event_id": str(event.event_id),
+                                              "correlation_id": str(event.correlation_id)})

@@ -13,6 +13,7 @@ from enrollment.events import ALLOCATION_RELEASED, PURCHASE_CANCELLED, PURCHASE_
 from sessions_sched.models import TrainingSession
 from sessions_sched.scheduler import ensure_window
 from tests.factories import CourseFactory, PurchaseFactory, TrainerFactory
+from workers import metrics
 from workers.envelope import build_event, decode
 from workers.errors import PermanentError, Superseded, TransientError
 from workers.models import OutboxEvent
@@ -130,13 +131,18 @@ def test_a_cancellation_that_comes_first_means_no_allocation_is_made():
     assert not TrainerAllocation.objects.exists() and not emitted()
 
 
-def test_in_a_batch_a_superseded_allocation_fails_the_batch_so_it_goes_one_by_one():
+def test_in_a_batch_a_superseded_allocation_is_skipped_and_counted_without_failing_the_batch():
     course = CourseFactory()
     TrainerFactory(courses=[course])
     good, gone = PurchaseFactory(payment__course=course), PurchaseFactory(payment__course=course)
     cancel(gone)
-    with pytest.raises(PermanentError), transaction.atomic():
+    counter = metrics.EVENTS_SUPERSEDED.labels("allocations", PURCHASE_CREATED)
+    before = counter._value.get()
+    with transaction.atomic():
         handle_purchase_created_batch([created_event(good), created_event(gone)])
+    assert [e.payload.student_id for e in emitted()] == [good.student_id]
+    assert list(TrainerAllocation.objects.values_list("purchase_id", flat=True)) == [good.pk]
+    assert counter._value.get() == before + 1
 
 
 def test_batch_allocates_all_in_one_call_and_emits_each():
