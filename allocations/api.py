@@ -2,13 +2,15 @@
 
 POST /api/allocations          {"student_id", "course_id", "purchase_id", "correlation_id"?}
 POST /api/allocations/batch    {"requests": [ up to 500 of the above ]}
-POST /api/allocations/release  {"purchase_id"}: cancel the purchase's holding allocation and its future sessions
+POST /api/allocations/release  {"purchase_ids": [up to 500]}: cancel the purchases' holding allocations and their
+                               future sessions
 Auth: `Authorization: Bearer <ALLOCATION_API_TOKEN>`.
 
 Single answers: 201 created / 200 existing with the allocation; 409 {"error": "no trainer with capacity",
 "reason"}; 410 the purchase was cancelled (nothing to allocate any more); 422 an unknown purchase, or one of
 another student or course; 400 bad body {"errors": {field: msg}}; 401 bad token.
-Release answers 200 {"released": [{"allocation_id", "status", "sessions_cancelled"}]} (empty when nothing held).
+Release answers 200 {"released": [{"allocation_id", "purchase_id", "status", "sessions_cancelled"}]} (empty when
+nothing held).
 The batch answers 200 {"results": [{"status": <the code the single endpoint would give>, "body": <its body>}]}
 in request order. Invalid items are answered 400 on their own; the valid ones are allocated together by
 `allocate_many` (one transaction per course), so a bad item never affects the others.
@@ -47,7 +49,8 @@ class AllocationRequest(BaseModel):
 class ReleaseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    purchase_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+    purchase_ids: Annotated[list[Annotated[int, Field(strict=True, gt=0, lt=2**63)]],
+                            Field(min_length=1, max_length=MAX_BATCH)]
 
 
 def _field_errors(exc: ValidationError) -> dict[str, str]:
@@ -176,6 +179,7 @@ def release_purchase(request: HttpRequest) -> JsonResponse:
     except ValidationError as exc:
         return JsonResponse({"errors": _field_errors(exc)}, status=400)
     with transaction.atomic():
-        released = release(purchase_id=req.purchase_id)
-    return JsonResponse({"released": [{"allocation_id": r.allocation_id, "status": r.status,
+        released = release(purchase_ids=req.purchase_ids)
+    return JsonResponse({"released": [{"allocation_id": r.allocation_id, "purchase_id": r.purchase_id,
+                                       "status": r.status,
                                        "sessions_cancelled": r.sessions_cancelled} for r in released]})

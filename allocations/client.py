@@ -132,12 +132,13 @@ class AllocationClient:
         ]
 
 
-    def release(self, purchase_id: int) -> list[dict[str, Any]]:
-        """Cancel the purchase's holding allocation (and its future sessions); returns what was released."""
-        status, body = self._post("/api/allocations/release", {"purchase_id": purchase_id})
+    def release(self, purchase_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Cancel the purchases' holding allocations (and their future sessions) in one call; returns what was
+        released."""
+        status, body = self._post("/api/allocations/release", {"purchase_ids": list(purchase_ids)})
         released = body.get("released") if status == 200 and isinstance(body, dict) else None
         if status != 200:
-            raise error_for(status, body, f"release of purchase {purchase_id}")
+            raise error_for(status, body, f"release of {len(purchase_ids)} purchase(s)")
         if not isinstance(released, list):
             raise TransientError("allocation release answered an unexpected body")
         return released

@@ -61,15 +61,15 @@ class Released:
 
 
 def release(
-    *, purchase_id: int | None = None, allocation_ids: list[int] | None = None, status: str = Status.CANCELLED,
-    now: datetime.datetime | None = None,
+    *, purchase_ids: list[int] | None = None, allocation_ids: list[int] | None = None,
+    status: str = Status.CANCELLED, now: datetime.datetime | None = None,
 ) -> list[Released]:
-    """End (`ended`) or cancel (`cancelled`) the holding allocations of a purchase, or the given ones: their
-    future sessions are cancelled and ALLOCATION_RELEASED is emitted. Idempotent: what no longer holds is left
-    alone. Must run inside a transaction."""
+    """End (`ended`) or cancel (`cancelled`) the holding allocations of the purchases, or the given ones: their
+    future sessions are cancelled (one UPDATE) and ALLOCATION_RELEASED is emitted for each (one outbox INSERT).
+    Idempotent: what no longer holds is left alone. Must run inside a transaction."""
     if status not in (Status.ENDED, Status.CANCELLED):
         raise ValueError(f"an allocation is released as ended or cancelled, not {status!r}")
-    wanted = Q(purchase_id=purchase_id) if purchase_id is not None else Q(pk__in=allocation_ids or [])
+    wanted = Q(purchase_id__in=purchase_ids) if purchase_ids is not None else Q(pk__in=allocation_ids or [])
     locked = list(TrainerAllocation.objects.select_for_update(no_key=True).filter(wanted, status__in=HOLDING)
                   .order_by("pk"))
     if not locked:

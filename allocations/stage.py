@@ -50,19 +50,18 @@ def _request(event: Event) -> AllocationRequest:
 
 def handle_allocation_event(event: Event) -> None:
     if event.event_type == PURCHASE_CANCELLED:
-        get_client().release(event.payload.purchase_id)
+        get_client().release([event.payload.purchase_id])
         return
     emit_many([_allocated(event, get_client().allocate(_request(event)))])
 
 
 def handle_allocation_events(events: Sequence[Event]) -> None:
-    """Cancellations one by one (rare), then the allocations of the batch in one call."""
-    created = []
-    for event in events:
-        if event.event_type == PURCHASE_CANCELLED:
-            get_client().release(event.payload.purchase_id)
-        else:
-            created.append(event)
+    """The batch's cancellations in one release call, then its allocations in one allocation call. A purchase
+    created and cancelled within one batch is released first and then refused (superseded)."""
+    cancelled = [e.payload.purchase_id for e in events if e.event_type == PURCHASE_CANCELLED]
+    if cancelled:
+        get_client().release(cancelled)
+    created = [e for e in events if e.event_type != PURCHASE_CANCELLED]
     if created:
         _allocate_batch(created)
 

@@ -38,6 +38,15 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _cancellations_row(r: dict) -> list[str]:
+    if "cancellations" not in r:  # results of a run before the lifecycle
+        return []
+    c = r["cancellations"]
+    return [f"| cancellations end to end, {c['cancellations']} refunds of finished enrollments (pre-produced "
+            f"PURCHASE_CANCELLED) | **{c['per_second']}/s** ({c['seconds']} s until every allocation is released "
+            "with its future sessions and the cache stage caught up) | — | — |"]
+
+
 def write_markdown(r: dict, path: Path) -> None:
     m, k, pg, e2e, web = r["machine"], r["kafka_raw"], r["pgbench"], r["end_to_end"], r["webhook"]
     lines = [
@@ -58,6 +67,7 @@ def write_markdown(r: dict, path: Path) -> None:
         f"({e2e['seconds']} s to the last session and cache invalidation) | 1,000/s | "
         f"Kafka consume {k['consume_per_second']:,}/s, produce {k['produce_per_second']:,}/s; "
         f"pgbench single-row INSERT {pg['insert_tps']:,} tps |",
+        *_cancellations_row(r),
         f"| webhook at {web['rate']} req/s ({web['requests']} requests from {web.get('generator', 'python threads')}, "
         "gunicorn 2 workers x 4 threads) | "
         f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms** "

@@ -39,11 +39,12 @@ def main() -> int:
     os.environ["ADMIN_SERVICE_URL"] = f"http://127.0.0.1:{port}"
     os.environ["WEB_PORT"] = str(port)
     env = setup(f"bench-{int(time.time())}.")
-    from bench import physical, pipeline, stages
+    from bench import lifecycle, physical, pipeline, stages
 
     n_e2e = int(os.environ.get("BENCH_E2E", 20000))
     n_stage = int(os.environ.get("BENCH_STAGE", 5000))
     n_single = int(os.environ.get("BENCH_SINGLE", 1000))
+    n_cancel = int(os.environ.get("BENCH_CANCEL", 5000))
     results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print("physical references ...", flush=True)
     results["kafka_raw"] = physical.kafka_raw()
@@ -69,6 +70,9 @@ def main() -> int:
     results["end_to_end"] = pipeline.end_to_end(n_e2e, env, LOGS, profile_stage=slowest)
     results["profile"] = {"stage": slowest, "top_self_time_percent": top_frames(LOGS / f"profile-{slowest}.folded")}
     print(results["end_to_end"], flush=True)
+    print(f"cancellations end to end, {n_cancel} refunds ...", flush=True)
+    results["cancellations"] = lifecycle.cancellations_end_to_end(n_cancel, env, LOGS)
+    print(results["cancellations"], flush=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "benchmarks.json").write_text(json.dumps(results, indent=2))

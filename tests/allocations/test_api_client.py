@@ -96,9 +96,10 @@ def test_release_cancels_the_purchases_allocation_once(api, course):
     TrainerFactory(courses=[course])
     request = ask(StudentFactory().pk, course.pk)
     made = api.allocate(request)
-    assert api.release(request.purchase_id) == [{"allocation_id": made.allocation_id, "status": "cancelled",
-                                                 "sessions_cancelled": 0}]
-    assert api.release(request.purchase_id) == []
+    assert api.release([request.purchase_id, 10**9]) == [{
+        "allocation_id": made.allocation_id, "purchase_id": request.purchase_id, "status": "cancelled",
+        "sessions_cancelled": 0}]
+    assert api.release([request.purchase_id]) == []
 
 
 def test_404_is_permanent(live_server):
@@ -220,3 +221,11 @@ def test_status_mapping_of_other_answers(status, expected):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("body", [{}, {"purchase_ids": []}, {"purchase_id": 1}, {"purchase_ids": ["1"]},
+                                  {"purchase_ids": [0]}, {"purchase_ids": list(range(1, 502))}])
+def test_a_bad_release_body_is_400_and_releases_nothing(api, live_server, body):
+    response = requests.post(f"{live_server.url}/api/allocations/release", json=body,
+                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert response.status_code == 400 and response.json()["errors"], response.content

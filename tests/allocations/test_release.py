@@ -122,7 +122,7 @@ def test_an_allocation_racing_the_cancellation_of_its_purchase_is_found_and_rele
     assert created and outcome["cancelled"]
     purchase = StudentCoursePurchase.objects.get(student=student)
     with transaction.atomic():
-        [released] = release(purchase_id=purchase.pk)  # what the allocation stage does with PURCHASE_CANCELLED
+        [released] = release(purchase_ids=[purchase.pk])  # what the allocation stage does with PURCHASE_CANCELLED
     assert released.allocation_id == allocation.pk
     assert not TrainerAllocation.objects.filter(status__in=TrainerAllocation.HOLDING_STATUSES).exists()
 
