@@ -21,12 +21,15 @@ def purchases_events(n: int) -> list:
 
 
 def allocations_events(n: int) -> list:
+    """PURCHASE_CREATED of real active purchases: the allocation API checks each one."""
     from enrollment.events import PURCHASE_CREATED
+    from tools.seed import seed_payments, seed_purchases
     from workers.envelope import build_event
 
-    return [build_event(PURCHASE_CREATED, {"purchase_id": i + 1, "payment_id": i + 1, "student_id": s,
-                                           "course_id": c}, correlation_id=uuid.uuid4())
-            for i, (s, c) in enumerate(_seed_pairs(n))]
+    purchases = seed_purchases(seed_payments(_seed_pairs(n), prefix="bench"))
+    return [build_event(PURCHASE_CREATED, {"purchase_id": p.pk, "payment_id": p.payment_id,
+                                           "student_id": p.student_id, "course_id": p.course_id},
+                        correlation_id=p.correlation_id) for p in purchases]
 
 
 def sessions_events(n: int) -> list:

@@ -62,3 +62,14 @@ def purchase_confirmed(payment):
          "student_id": payment.student_id, "course_id": payment.course_id, "amount": "49.00", "currency": "EUR"},
         correlation_id=payment.correlation_id,
     )
+
+
+def seed_purchases(payments: list) -> list:
+    """The active purchase each payment bought, as the purchases stage would have made it."""
+    from purchases.models import StudentCoursePurchase
+
+    return StudentCoursePurchase.objects.bulk_create(
+        [StudentCoursePurchase(student_id=p.student_id, course_id=p.course_id, payment_id=p.pk,
+                               correlation_id=p.correlation_id) for p in payments],
+        batch_size=2000,
+    )
