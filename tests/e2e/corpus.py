@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enrollment.events import (
+    ALLOCATION_RELEASED,
+    PURCHASE_CANCELLED,
     PURCHASE_CONFIRMED,
     PURCHASE_CREATED,
     SESSIONS_SCHEDULED,
@@ -43,6 +45,8 @@ TOPIC_TYPES = {
     "purchase-created": PURCHASE_CREATED,
     "trainer-allocated": TRAINER_ALLOCATED,
     "sessions-scheduled": SESSIONS_SCHEDULED,
+    "purchase-cancelled": PURCHASE_CANCELLED,
+    "allocation-released": ALLOCATION_RELEASED,
 }
 # Ids no row has (valid as ids: positive, below 2**63).
 UNKNOWN_STUDENT = 9_000_000_001
@@ -115,6 +119,12 @@ def harmless_payload(event_type: str) -> dict:
                             "student_id": UNKNOWN_STUDENT, "course_id": UNKNOWN_COURSE},
         SESSIONS_SCHEDULED: {"allocation_id": UNKNOWN_ALLOCATION, "student_id": UNKNOWN_STUDENT,
                              "course_id": UNKNOWN_COURSE, "sessions_created": 7, "future_sessions": 7},
+        PURCHASE_CANCELLED: {"purchase_id": UNKNOWN_PAYMENT, "payment_id": UNKNOWN_PAYMENT,
+                             "student_id": UNKNOWN_STUDENT, "course_id": UNKNOWN_COURSE,
+                             "reason": "requested_by_customer"},
+        ALLOCATION_RELEASED: {"allocation_id": UNKNOWN_ALLOCATION, "purchase_id": UNKNOWN_PAYMENT,
+                              "student_id": UNKNOWN_STUDENT, "course_id": UNKNOWN_COURSE, "status": "cancelled",
+                              "sessions_cancelled": 7},
     }[event_type]
 
 
@@ -130,6 +140,12 @@ def real_payload(event_type: str, seed: Seed) -> dict:
                             "student_id": seed.student_id, "course_id": seed.course_id},
         SESSIONS_SCHEDULED: {"allocation_id": seed.allocation_id, "student_id": seed.student_id,
                              "course_id": seed.course_id, "sessions_created": 7, "future_sessions": 7},
+        # The seed's student has no purchase: a cancellation of it releases nothing.
+        PURCHASE_CANCELLED: {"purchase_id": UNKNOWN_PAYMENT, "payment_id": seed.payment_id,
+                             "student_id": seed.student_id, "course_id": seed.course_id, "reason": "chargeback"},
+        ALLOCATION_RELEASED: {"allocation_id": seed.allocation_id, "purchase_id": None,
+                              "student_id": seed.student_id, "course_id": seed.course_id, "status": "ended",
+                              "sessions_cancelled": 0},
     }[event_type]
 
 
@@ -264,6 +280,18 @@ def _specific(event_type: str) -> list[tuple[str, bytes | None, str, str]]:
             ("allocation_id missing", drop("allocation_id"), "invalid", "allocation_id: Field required"),
             ("allocation_id as string", pay(allocation_id="1"), "invalid", "allocation_id"),
             ("trainer_id negative", pay(trainer_id=-1), "invalid", "trainer_id"),
+        ]
+    if event_type == PURCHASE_CANCELLED:
+        return [
+            ("reason unknown", pay(reason="changed_my_mind"), "invalid", "reason"),
+            ("purchase_id missing", drop("purchase_id"), "invalid", "purchase_id: Field required"),
+            ("purchase_id zero", pay(purchase_id=0), "invalid", "purchase_id"),
+        ]
+    if event_type == ALLOCATION_RELEASED:
+        return [
+            ("status active", pay(status="active"), "invalid", "status"),
+            ("sessions_cancelled negative", pay(sessions_cancelled=-1), "invalid", "sessions_cancelled"),
+            ("allocation_id missing", drop("allocation_id"), "invalid", "allocation_id: Field required"),
         ]
     return [
         ("sessions_created negative", pay(sessions_created=-1), "invalid", "sessions_created"),
