@@ -5,13 +5,17 @@ back the parsed object; each webhook validates its own body.
 """
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
-from typing import Any
+import re
+from decimal import Decimal
+from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
-from pydantic import ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 
@@ -19,6 +23,35 @@ MAX_BODY_BYTES = 64 * 1024
 # Provider ids are opaque tokens ("pi_3MtwBw...", "re_...", UUIDs): letters, digits and _ . : - only. Anything
 # else (NUL bytes PostgreSQL cannot store, markup, quotes, spaces) is refused, not stored.
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+MAX_AMOUNT = Decimal("1000000.00")
+AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
+CENTS = Decimal("0.01")
+
+
+def decimal_amount(value: Any) -> Decimal:
+    """Money travels as strings ("49.00"): a float has already lost precision by the time we see it."""
+    if not isinstance(value, str) or not AMOUNT_RE.match(value):
+        raise ValueError('amount must be a decimal string with at most 2 decimals, such as "49.00"')
+    return Decimal(value).quantize(CENTS)
+
+
+ProviderId = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=PROVIDER_ID_PATTERN)]
+Money = Annotated[Decimal, BeforeValidator(decimal_amount), Field(gt=0, le=MAX_AMOUNT)]
+Currency = Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
+UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(datetime.UTC))]
+
+
+class ProviderBody(BaseModel):
+    """A provider's webhook body. Unknown extra fields are ignored (providers add fields over time) and do not
+    take part in the content hash."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def content_sha256(self) -> str:
+        """SHA-256 of the canonical JSON of the validated body: sorted keys, amounts with 2 decimals, times in
+        UTC, so formatting differences of one notice do not look like a conflict."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def error(status: int, message: str, **extra: Any) -> JsonResponse:

@@ -10,51 +10,26 @@ refund is recorded and keeps it.
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
 import logging
-from decimal import Decimal
-from typing import Annotated, Any
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from purchases.http import PROVIDER_ID_PATTERN, error, field_errors, read_signed_json
+from purchases.http import Currency, Money, ProviderBody, ProviderId, UtcTime, error, field_errors, read_signed_json
 from purchases.models import Payment, Refund
-from purchases.settlement import apply_refunds, lock_payment
-from purchases.webhook import MAX_AMOUNT, decimal_amount
+from purchases.settlement import RefundTotals, apply_refunds, lock_payment, refund_totals
 
 log = logging.getLogger(__name__)
 
-ProviderId = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=PROVIDER_ID_PATTERN)]
-
-
-class RefundNotice(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class RefundNotice(ProviderBody):
     provider_refund_id: ProviderId
     provider_payment_id: ProviderId
-    amount: Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT)]
-    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
+    amount: Money
+    currency: Currency
     reason: Refund.Reason
-    refunded_at: AwareDatetime
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _amount_is_a_decimal_string(cls, value: Any) -> Decimal:
-        return decimal_amount(value)
-
-    @field_validator("refunded_at")
-    @classmethod
-    def _to_utc(cls, value: datetime.datetime) -> datetime.datetime:
-        return value.astimezone(datetime.UTC)
-
-    def content_sha256(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    refunded_at: UtcTime
 
 
 class Refused(Exception):
@@ -71,8 +46,7 @@ def _answer_existing(existing: Refund, digest: str) -> JsonResponse:
 def _check_against(payment: Payment, notice: RefundNotice) -> None:
     if notice.currency != payment.currency:
         raise Refused(error(422, f"currency {notice.currency} does not match the payment's {payment.currency}"))
-    refunded = sum((r.amount for r in Refund.objects.filter(provider_payment_id=payment.provider_payment_id)),
-                   Decimal("0.00"))
+    refunded = refund_totals([payment.provider_payment_id]).get(payment.provider_payment_id, RefundTotals()).amount
     if refunded + notice.amount > payment.amount:
         raise Refused(error(409, "refunds would exceed what was paid", paid=str(payment.amount),
                             refunded=str(refunded), requested=str(notice.amount)))
@@ -94,8 +68,7 @@ def record_refund(notice: RefundNotice, digest: str) -> JsonResponse:
             payment=payment, amount=notice.amount, currency=notice.currency, reason=notice.reason,
             refunded_at=notice.refunded_at, body_sha256=digest,
         )
-        enrollment = apply_refunds(payment, refund) if payment is not None else "payment_not_seen_yet"
-        status = Payment.objects.get(pk=payment.pk).status if payment is not None else None
+        enrollment, status = apply_refunds(payment, refund) if payment is not None else ("payment_not_seen_yet", None)
     log.info("refund accepted", extra={"refund_id": refund.pk, "payment_status": status, "enrollment": enrollment})
     return JsonResponse({"refund_id": refund.pk, "status": "accepted", "payment_status": status,
                          "enrollment": enrollment}, status=202)

@@ -166,10 +166,11 @@ def record_verdicts(verdicts: dict[int, Verdict], payments: dict[int, PaymentFac
             transaction.on_commit(PAYMENTS_FLAGGED.labels(v.status).inc)
 
 
-def apply_refunds(payment: Payment, refund: Refund) -> str:
+def apply_refunds(payment: Payment, refund: Refund) -> tuple[str, str]:
     """After `refund` was recorded (payment locked): the payment's new status, and a full refund or any
-    chargeback cancels its purchase and emits PURCHASE_CANCELLED. Returns what happened to the enrollment:
-    "cancelled", "kept", "none" (no purchase: not bought yet, flagged, or cancelled before)."""
+    chargeback cancels its purchase and emits PURCHASE_CANCELLED. Returns what happened to the enrollment
+    ("cancelled", "kept", "none": no purchase, as not bought yet, flagged, or cancelled before) and the
+    payment's status."""
     totals = refund_totals([payment.provider_payment_id]).get(payment.provider_payment_id, RefundTotals())
     Refund.objects.filter(provider_payment_id=payment.provider_payment_id, payment__isnull=True).update(payment=payment)
     cancels = totals.chargeback or totals.amount >= payment.amount
@@ -189,7 +190,7 @@ def apply_refunds(payment: Payment, refund: Refund) -> str:
         reason = Refund.Reason.CHARGEBACK if totals.chargeback else refund.reason
         outcome = "cancelled" if cancel_purchase(payment, reason) else "none"
     transaction.on_commit(REFUNDS.labels(outcome).inc)
-    return outcome
+    return outcome, status
 
 
 def cancel_purchase(payment: Payment, reason: str) -> bool:

@@ -8,29 +8,26 @@ commit, and is answered from the winner's row.
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
 import logging
-import re
 import uuid
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import Field, ValidationError
 
 from enrollment.events import PURCHASE_CONFIRMED
-from purchases.http import PROVIDER_ID_PATTERN, error, field_errors, read_signed_json
+from purchases.http import (
+    Currency,
+    Money,
+    ProviderBody,
+    ProviderId,
+    UtcTime,
+    error,
+    field_errors,
+    read_signed_json,
+)
 from purchases.models import Payment
 from purchases.settlement import PAYMENT_LOCK_SUBQUERY
 from workers.outbox import Emission, emit_with
@@ -38,46 +35,16 @@ from workers.sql import fetch
 
 log = logging.getLogger(__name__)
 
-MAX_AMOUNT = Decimal("1000000.00")
-AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
-CENTS = Decimal("0.01")
 
+class PaymentConfirmation(ProviderBody):
+    """The provider's confirmation body."""
 
-def decimal_amount(value: Any) -> Decimal:
-    """Money travels as strings ("49.00"): a float has already lost precision by the time we see it."""
-    if not isinstance(value, str) or not AMOUNT_RE.match(value):
-        raise ValueError('amount must be a decimal string with at most 2 decimals, such as "49.00"')
-    return Decimal(value).quantize(CENTS)
-
-
-class PaymentConfirmation(BaseModel):
-    """The provider's confirmation body. Unknown extra fields are ignored (providers add fields over time) and
-    do not take part in the content hash."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    provider_payment_id: Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=PROVIDER_ID_PATTERN)]
+    provider_payment_id: ProviderId
     student_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
     course_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
-    amount: Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT)]
-    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
-    confirmed_at: AwareDatetime
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _amount_is_a_decimal_string(cls, value: Any) -> Decimal:
-        return decimal_amount(value)
-
-    @field_validator("confirmed_at")
-    @classmethod
-    def _to_utc(cls, value: datetime.datetime) -> datetime.datetime:
-        return value.astimezone(datetime.UTC)
-
-    def content_sha256(self) -> str:
-        """SHA-256 of the canonical JSON of the validated body: sorted keys, amount with 2 decimals,
-        confirmed_at in UTC, so formatting differences of one confirmation do not look like a conflict."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    amount: Money
+    currency: Currency
+    confirmed_at: UtcTime
 
 
 def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
