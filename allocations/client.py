@@ -15,6 +15,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from allocations.api import MAX_BATCH
 from workers.errors import DependencyUnavailable, PermanentError, Superseded, TransientError
 
 TRANSIENT_STATUSES = {409, 429}
@@ -115,10 +116,14 @@ class AllocationClient:
     def allocate_many(
         self, requests_: Sequence[AllocationRequest]
     ) -> list[AllocationResult | Exception]:
-        """One HTTP call for many allocations; per item, the result or the exception it maps to (not raised).
-        A failure of the call as a whole (timeout, 5xx, 401, ...) is raised."""
-        if not requests_:
-            return []
+        """One HTTP call per MAX_BATCH allocations (the API's limit); per item, the result or the exception it
+        maps to (not raised). A failure of a call as a whole (timeout, 5xx, 401, ...) is raised."""
+        results: list[AllocationResult | Exception] = []
+        for start in range(0, len(requests_), MAX_BATCH):
+            results += self._allocate_chunk(requests_[start:start + MAX_BATCH])
+        return results
+
+    def _allocate_chunk(self, requests_: Sequence[AllocationRequest]) -> list[AllocationResult | Exception]:
         status, body = self._post("/api/allocations/batch", {"requests": [r.as_json() for r in requests_]})
         if status != 200:
             raise error_for(status, body, f"allocation batch of {len(requests_)}")
@@ -133,8 +138,14 @@ class AllocationClient:
 
 
     def release(self, purchase_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Cancel the purchases' holding allocations (and their future sessions) in one call; returns what was
-        released."""
+        """Cancel the purchases' holding allocations (and their future sessions), one call per MAX_BATCH
+        purchases; returns what was released."""
+        released: list[dict[str, Any]] = []
+        for start in range(0, len(purchase_ids), MAX_BATCH):
+            released += self._release_chunk(purchase_ids[start:start + MAX_BATCH])
+        return released
+
+    def _release_chunk(self, purchase_ids: Sequence[int]) -> list[dict[str, Any]]:
         status, body = self._post("/api/allocations/release", {"purchase_ids": list(purchase_ids)})
         released = body.get("released") if status == 200 and isinstance(body, dict) else None
         if status != 200:

@@ -3,8 +3,10 @@ consumers and the relay (and restarts them), restarts the Kafka broker once and 
 a while, and a proxy makes the allocation API answer 5xx or hang past its timeout for a share of calls (for the
 whole run, settling included). The payments carry the lifecycle mix of tools/lifecycle.py (refunds in flight and
 after completion, chargebacks, partial refunds, re-purchases, duplicates, wrong amounts; shares are options).
-Afterwards the invariants derived from what was accepted are checked; the report of faults and checks is printed
-and saved as JSON.
+Afterwards the invariants derived from what was accepted are checked. A last phase then replays every consumer
+group from offset 0 with two processes per group, one of each SIGKILLed (bench/replay_phase.py): the database
+must stay unchanged and every group's lag reach 0 within 60 s. The report of faults and checks is printed and
+saved as JSON.
 
     .venv/bin/python bench/chaos.py [--payments 10000] [--duration 120]     (make chaos)
     .venv/bin/python bench/chaos.py --short                                  (the version in make test)
@@ -24,10 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("BENCH_DATABASE", "enrollment_chaos")
 
+from bench import replay_phase
 from bench.common import ROOT, setup, wait_for
 from tools.lifecycle import add_share_arguments
 
 KILLABLE = ["relay", "purchases", "allocations", "sessions", "cache", "dead_letters"]
+CONSUMERS = ["purchases", "allocations", "sessions", "cache", "dead_letters"]  # replayed from offset 0 at the end
 
 
 def stack(command: str) -> None:
@@ -192,6 +196,9 @@ def main() -> int:
         sender.join()
         report["sender"], report["mix"] = sender_stats(out), out["sent"].mix()
         settle_and_check(out["sent"], report)
+        replay = replay_phase.run(procs, CONSUMERS, controller.note)
+        report["replay_from_start"] = {k: v for k, v in replay.items() if k != "checks"}
+        report["checks"].update(replay["checks"])
     except (TimeoutError, KeyError) as exc:  # the web app never answered, or the senders failed
         report["error"] = repr(exc)
     finally:

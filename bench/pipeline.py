@@ -35,6 +35,24 @@ class Processes:
                 stdout=open(self.log_dir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
             )
 
+    def start_copy(self, name: str, copy: int) -> None:
+        """Another process of `name`'s command, known as "<name>#<copy>" (two consumers of one group)."""
+        alias = f"{name}#{copy}"
+        self.procs[alias] = subprocess.Popen(
+            ["bash", "-c", f"exec {self.commands[name]}"], cwd=ROOT, env=self.env, start_new_session=True,
+            stdout=open(self.log_dir / f"{alias}.log", "ab"), stderr=subprocess.STDOUT,
+        )
+
+    def stop_one(self, name: str) -> None:
+        """SIGTERM and wait, as a deploy does."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash or the OOM killer would."""
         proc = self.procs.pop(name, None)

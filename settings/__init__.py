@@ -96,7 +96,13 @@ KAFKA_BROKERS = env("KAFKA_BROKERS", default="127.0.0.1:19092")
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
-KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=256 * 1024)
+KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=256 * 1024)  # largest event value accepted
+# A consumed message with more headers than this, or more header bytes, is invalid (dead-lettered without them).
+KAFKA_MAX_HEADERS = env.int("KAFKA_MAX_HEADERS", default=32)
+KAFKA_MAX_HEADER_BYTES = env.int("KAFKA_MAX_HEADER_BYTES", default=16 * 1024)
+# A dead-letter copy over this size is cut to fit (workers.oversize); keep it under the broker's and the topic's
+# message.max.bytes (1 MiB by default) and the producer's (workers.kafka).
+DEAD_LETTER_MAX_BYTES = env.int("DEAD_LETTER_MAX_BYTES", default=900_000)
 
 # --- The allocation API and the payment webhook ------------------------------------------------
 ADMIN_SERVICE_URL = env("ADMIN_SERVICE_URL", default="http://127.0.0.1:8000")
@@ -127,10 +133,22 @@ STUDENT_PAGE_SECTIONS = [
 # --- Workers -----------------------------------------------------------------------------------
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=500)
 WORKER_BATCH_WAIT_SECONDS = env.float("WORKER_BATCH_WAIT_SECONDS", default=0.2)
+# Longest a consumer spends on one batch falling back one event at a time, or on one run of due retries, before it
+# polls again; well under max.poll.interval.ms (workers.kafka), or a slow dependency gets the consumer evicted.
+WORKER_TIME_BUDGET_SECONDS = env.float("WORKER_TIME_BUDGET_SECONDS", default=30.0)
+# Stop the line (workers.line): a stage pauses itself when it gives up on more than STOP_THE_LINE_SHARE of its
+# last STOP_THE_LINE_WINDOW events, or on STOP_THE_LINE_IN_A_ROW events in a row. A stage may set its own.
+STOP_THE_LINE_SHARE = env.float("STOP_THE_LINE_SHARE", default=0.5)
+STOP_THE_LINE_WINDOW = env.int("STOP_THE_LINE_WINDOW", default=200)
+STOP_THE_LINE_IN_A_ROW = env.int("STOP_THE_LINE_IN_A_ROW", default=100)
 RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=1.0)
 RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=300.0)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+# The dedup window: how long a group remembers the events it processed. Topics keep events no longer than that
+# (KAFKA_TOPIC_RETENTION_DAYS, set by create_topics; a system check refuses more), or a group reset to offset 0
+# would re-read events whose claims are gone and do their work twice.
 PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
+KAFKA_TOPIC_RETENTION_DAYS = env.int("KAFKA_TOPIC_RETENTION_DAYS", default=7)
 METRICS_PORT = env.int("METRICS_PORT", default=0)  # 0: workers serve no metrics endpoint
 METRICS_ADDR = env("METRICS_ADDR", default="127.0.0.1")  # 0.0.0.0 in containers, so Prometheus can scrape
 

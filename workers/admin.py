@@ -14,6 +14,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from workers import dead_letter_actions
+from workers.dead_letter_store import UNREPLAYABLE
 from workers.dead_letters import decode_headers
 from workers.models import DeadLetter, DeadLetterAction
 from workers.registry import contract
@@ -42,9 +43,9 @@ def header_value(value: bytes | None) -> str:
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ("id", "stage", "error_class", "status", "event_type", "partition_key_shown", "correlation_id",
-                    "attempts", "last_failed_at")
-    list_filter = ("stage", "error_class", "status", "last_failed_at", "created_at")
+    list_display = ("id", "stage", "reason", "error_class", "status", "event_type", "partition_key_shown",
+                    "correlation_id", "attempts", "last_failed_at")
+    list_filter = ("stage", "reason", "error_class", "status", "malformed", "last_failed_at", "created_at")
     search_fields = ("=correlation_id", "=event_id", "=partition_key")  # applied by get_search_results below
     search_help_text = f"Exact correlation id, event id, dead letter id (UUIDs) or {KEY_LABEL.lower()}."
     ordering = ("-last_failed_at", "-id")
@@ -53,15 +54,17 @@ class DeadLetterAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Status", {"fields": ("status", "status_changed_at", "status_changed_by", "status_reason",
                                "enrollment_trace")}),
-        ("Failure", {"fields": ("stage", "consumer_group", "error_class", "error_message", "attempts",
-                                "first_failed_at", "last_failed_at", "traceback_text")}),
+        ("Failure", {"fields": ("stage", "consumer_group", "reason", "error_class", "error_message", "attempts",
+                                "first_failed_at", "last_failed_at", "traceback_text", "malformed",
+                                "malformed_detail", "cut_shown")}),
         ("Event", {"fields": ("event_id", "event_type", "correlation_id", "partition_key_shown", "dead_letter_id",
                               "created_at")}),
         ("Original message", {"fields": ("original_topic", "original_partition", "original_offset", "key_text",
                                          "headers_table", "payload_pretty")}),
     )
     readonly_fields = ("status", "status_changed_at", "status_changed_by", "status_reason", "enrollment_trace",
-                       "stage", "consumer_group", "error_class", "error_message", "attempts", "first_failed_at",
+                       "stage", "consumer_group", "reason", "malformed", "malformed_detail", "cut_shown",
+                       "error_class", "error_message", "attempts", "first_failed_at",
                        "last_failed_at", "traceback_text", "event_id", "event_type", "correlation_id",
                        "partition_key_shown", "dead_letter_id", "created_at", "original_topic", "original_partition",
                        "original_offset", "key_text", "headers_table", "payload_pretty")
@@ -132,6 +135,12 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                 ((name, header_value(value)) for name, value in decode_headers(obj.headers)))
         return format_html('<table class="dl-headers">{}</table>', rows)
 
+    @admin.display(description="Cut to fit the broker")
+    def cut_shown(self, obj: DeadLetter) -> str:
+        if not obj.cut:
+            return "(nothing: the original message is whole)"
+        return format_html_join("", "<div>{}: {}</div>", sorted(obj.cut.items()))
+
     @admin.display(description="Traceback")
     def traceback_text(self, obj: DeadLetter) -> str:
         return format_html('<pre class="dl-traceback">{}</pre>', obj.traceback or "(none)")
@@ -143,13 +152,14 @@ class DeadLetterAdmin(admin.ModelAdmin):
     # --- actions ------------------------------------------------------------------------------------
     @admin.action(permissions=["replay"], description="Replay selected dead letters")
     def replay_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        rows = list(queryset)
-        done = dead_letter_actions.replay(rows, actor=request.user.get_username())
-        skipped = len(rows) - done
-        self.message_user(request, f"Replayed {done} dead letter(s) to their original topics.", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, f"{skipped} not replayed (discarded or resolved, or not acknowledged by "
-                                       "the broker).", messages.WARNING)
+        result = dead_letter_actions.replay(list(queryset), actor=request.user.get_username())
+        self.message_user(request, f"Replayed {result.replayed} dead letter(s) to their original topics.",
+                          messages.SUCCESS)
+        for why, count in sorted(result.refused.items()):
+            self.message_user(request, f"{count} refused, {UNREPLAYABLE[why]}.", messages.ERROR)
+        if result.skipped:
+            self.message_user(request, f"{result.skipped} not replayed (discarded, resolved, replayed a moment "
+                                       "ago, or not acknowledged by the broker).", messages.WARNING)
 
     @admin.action(permissions=["discard"], description="Discard selected dead letters")
     def discard_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

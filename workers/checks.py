@@ -13,6 +13,32 @@ from workers import registry
 
 
 @register("pipeline")
+def limits_are_consistent(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Settings that only work together: retention against the dedup window, the time budget against
+    max.poll.interval.ms, the dead-letter budget against the producer's limit."""
+    from django.conf import settings
+
+    from workers.kafka import MAX_POLL_INTERVAL_MS, PRODUCER_MAX_BYTES
+
+    errors: list[CheckMessage] = []
+    if settings.KAFKA_TOPIC_RETENTION_DAYS > settings.PROCESSED_EVENT_RETENTION_DAYS:
+        errors.append(Error(
+            f"KAFKA_TOPIC_RETENTION_DAYS ({settings.KAFKA_TOPIC_RETENTION_DAYS}) is longer than the dedup window "
+            f"PROCESSED_EVENT_RETENTION_DAYS ({settings.PROCESSED_EVENT_RETENTION_DAYS})",
+            hint="A group reset to offset 0 would re-read events whose processed-event rows are pruned, and do "
+                 "their work twice. Keep topics no longer than the dedup window.", id="workers.E010"))
+    if not 0 < settings.WORKER_TIME_BUDGET_SECONDS * 3 <= MAX_POLL_INTERVAL_MS / 1000:
+        errors.append(Error(
+            f"WORKER_TIME_BUDGET_SECONDS ({settings.WORKER_TIME_BUDGET_SECONDS}) must be over 0 and at most a "
+            f"third of max.poll.interval.ms ({MAX_POLL_INTERVAL_MS // 1000} s)", id="workers.E011"))
+    if not 10_000 <= settings.DEAD_LETTER_MAX_BYTES <= PRODUCER_MAX_BYTES - 10_000:
+        errors.append(Error(
+            f"DEAD_LETTER_MAX_BYTES ({settings.DEAD_LETTER_MAX_BYTES}) must be from 10000 to the producer's "
+            f"message.max.bytes ({PRODUCER_MAX_BYTES}) minus 10000", id="workers.E012"))
+    return errors
+
+
+@register("pipeline")
 def stage_registry_is_valid(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     try:
         contract = registry.contract()

@@ -1,7 +1,9 @@
 """The base management command of every stage: `consume_<stage>` only names its registered stage."""
 from __future__ import annotations
 
+import argparse
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -11,6 +13,20 @@ from workers.consumer import StageConsumer
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
+MAX_BATCH_SIZE = 10_000  # messages held in memory at once; the allocation client splits what its API cannot take
+
+
+def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number in [low, high], or a clear error naming the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: from {low} to {high}")
+        return value
+    return parse
 
 
 class StageCommand(BaseCommand):
@@ -26,9 +42,10 @@ class StageCommand(BaseCommand):
         return f"Consume {', '.join(s.topics)} as group {s.group_id} (stage {s.name}, {s.retry.max_attempts} attempts)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=settings.WORKER_BATCH_SIZE)
-        parser.add_argument("--batch-wait", type=float, default=settings.WORKER_BATCH_WAIT_SECONDS,
-                            help="seconds to wait for a batch to fill")
+        parser.add_argument("--batch-size", type=bounded(int, 1, MAX_BATCH_SIZE), default=settings.WORKER_BATCH_SIZE,
+                            help=f"messages per poll (1 to {MAX_BATCH_SIZE})")
+        parser.add_argument("--batch-wait", type=bounded(float, 0, 60), default=settings.WORKER_BATCH_WAIT_SECONDS,
+                            help="seconds to wait for a batch to fill (0 to 60)")
         parser.add_argument("--metrics-port", type=int, default=settings.METRICS_PORT,
                             help="serve Prometheus metrics on this port (0: off)")
 

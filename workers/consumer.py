@@ -6,6 +6,12 @@ i.e. after every event of the batch is committed in PostgreSQL (handled, parked 
 the broker on the dead-letter topic. If processing raises (the database or the broker is down), the batch is
 rewound (seek to its first offsets) and polled again after a short pause: nothing is lost, and what already
 committed is skipped by its ProcessedEvent row.
+
+A commit that fails (during a rebalance: ILLEGAL_GENERATION, NOT_COORDINATOR, REBALANCE_IN_PROGRESS; or while
+the coordinator moves) is not left at that: its offsets are kept and committed again on every chores tick until
+the commit succeeds or the partition is revoked, and a revoke (cooperative-sticky hands partitions over one at
+a time) commits what is done before the partition goes. Otherwise a partition that gets no further message
+would keep its lag for good, and worker_health would page for a healthy group.
 """
 from __future__ import annotations
 
@@ -17,9 +23,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections
 
-from workers import metrics
+from workers import line, metrics
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
+from workers.line import LineStopped
 from workers.loop import StopFlag, reset_db_connection, run_until_stopped
 from workers.models import PendingRetry
 from workers.outbox import publisher
@@ -32,6 +39,8 @@ GAUGE_EVERY_SECONDS = 5.0
 # Due retries and the outbox's "sent" marks are looked at this often, not on every poll: each look is a query,
 # which would otherwise cost more than handling a single event.
 CHORES_EVERY_SECONDS = 0.25
+# How often a consumer reads whether its stage is paused (workers.line): every consumer obeys within this.
+PAUSE_CHECK_SECONDS = 1.0
 
 
 def _source(msg: Message) -> SourceMessage:
@@ -68,7 +77,10 @@ class StageConsumer:
         self._infra_failures = 0
         self._gauges_at = 0.0
         self._chores_at = 0.0
-        self.consumer.subscribe(stage.topic_names())
+        self._uncommitted: dict[tuple[str, int], int] = {}  # done, but the commit of these offsets failed
+        self._stage_paused = False  # a StagePause row exists for the stage (workers.line)
+        self._pause_checked_at = -PAUSE_CHECK_SECONDS
+        self.consumer.subscribe(stage.topic_names(), on_revoke=self._on_revoke, on_lost=self._on_lost)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
@@ -88,7 +100,8 @@ class StageConsumer:
     def poll_once(self) -> int:
         """One iteration: poll a batch, process and commit it, run due retries. Returns messages polled."""
         close_old_connections()
-        self._set_paused(not self.breaker.allows_work())
+        self._check_stage_pause()
+        self._set_paused(self._stage_paused or not self.breaker.allows_work())
         messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.batch_wait)
         metrics.LAST_POLL.labels(self.stage.name).set_to_current_time()
         sources = []
@@ -100,10 +113,16 @@ class StageConsumer:
             sources.append(_source(msg))
         if sources and self._process(sources):
             self._commit(sources)
+        if self.processor.line.stopped is not None:
+            self._stop_the_line(self.processor.line.stopped)
         now = time.monotonic()
         if now - self._chores_at >= CHORES_EVERY_SECONDS or self.breaker.wants_probe:
             self._chores_at = now
-            self._retries()
+            self._commit_again()
+            if not self._stage_paused:
+                self._retries()
+                if self.processor.line.stopped is not None:
+                    self._stop_the_line(self.processor.line.stopped)
             self._housekeeping()
         return len(sources)
 
@@ -111,6 +130,9 @@ class StageConsumer:
         started = time.perf_counter()
         try:
             self.processor.process(sources)
+        except LineStopped:  # its invalid messages would pass the limit: none was written; read them again later
+            self._rewind(sources)
+            return False
         except Exception:
             self._infra_failures += 1
             pause = min(0.2 * 2 ** self._infra_failures, 5.0)
@@ -125,14 +147,50 @@ class StageConsumer:
         return True
 
     def _commit(self, sources: list[SourceMessage]) -> None:
-        last: dict[tuple[str, int], int] = {}
+        next_offsets: dict[tuple[str, int], int] = {}
         for s in sources:
-            last[(s.topic, s.partition)] = max(last.get((s.topic, s.partition), -1), s.offset)
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+            next_offsets[(s.topic, s.partition)] = max(next_offsets.get((s.topic, s.partition), 0), s.offset + 1)
+        self._commit_offsets(next_offsets)
+
+    def _commit_offsets(self, next_offsets: dict[tuple[str, int], int]) -> bool:
+        """Commit; on failure keep the offsets for `_commit_again()`. Returns whether the commit succeeded."""
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # rebalance or broker outage: the batch is redelivered and skipped
-            log.warning("offset commit failed: %s", exc, extra={"stage": self.stage.name})
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False)
+        except KafkaException as exc:  # a rebalance or a moving coordinator: try again on the next tick
+            metrics.COMMIT_FAILURES.labels(self.stage.name).inc()
+            log.warning("offset commit failed; it will be retried: %s", exc, extra={"stage": self.stage.name})
+            for tp, offset in next_offsets.items():
+                self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), offset)
+            return False
+        for tp, offset in next_offsets.items():
+            if self._uncommitted.get(tp, 0) <= offset:
+                self._uncommitted.pop(tp, None)
+        return True
+
+    def _commit_again(self) -> None:
+        """Commit the offsets whose commit failed, for the partitions this consumer still owns."""
+        if not self._uncommitted:
+            return
+        owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for tp in [tp for tp in self._uncommitted if tp not in owned]:
+            del self._uncommitted[tp]  # revoked or lost: its new owner re-reads from the last commit and skips
+        if self._uncommitted:
+            self._commit_offsets(dict(self._uncommitted))
+
+    def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions are being taken away: commit what is done on them first (still their owner here)."""
+        going = {(tp.topic, tp.partition) for tp in partitions}
+        pending = {tp: offset for tp, offset in self._uncommitted.items() if tp in going}
+        if pending:
+            self._commit_offsets(pending)
+        for tp in going:
+            self._uncommitted.pop(tp, None)
+
+    def _on_lost(self, consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions lost without a revoke (session timed out): they cannot be committed any more."""
+        for tp in partitions:
+            self._uncommitted.pop((tp.topic, tp.partition), None)
 
     def _rewind(self, sources: list[SourceMessage]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -150,9 +208,44 @@ class StageConsumer:
                 self.processor.probe()
             else:
                 self.processor.run_due()
+        except LineStopped:  # the row rolled back: it waits, unchanged, for the resume
+            pass
         except Exception:
             log.exception("running retries failed", extra={"stage": self.stage.name})
             reset_db_connection()
+
+    def _stop_the_line(self, why: str) -> None:
+        """Pause the stage for every consumer of the group; this one at once."""
+        self._stage_paused = True
+        metrics.STAGE_PAUSED.labels(self.stage.name).set(1)
+        try:
+            line.pause(self.stage.name, reason=f"stop-the-line: {why}", actor=line.LINE_STOPPER, automatic=True)
+        except Exception:  # the database is down: this consumer stays paused and writes the pause next time
+            log.exception("could not store the stage's pause", extra={"stage": self.stage.name})
+            reset_db_connection()
+            return
+        self.processor.line.stopped = None
+        self._pause_checked_at = time.monotonic()
+
+    def _check_stage_pause(self) -> None:
+        """Every PAUSE_CHECK_SECONDS: whether the stage is paused (by its dead-letter limit or an operator)."""
+        now = time.monotonic()
+        if now - self._pause_checked_at < PAUSE_CHECK_SECONDS:
+            return
+        self._pause_checked_at = now
+        try:
+            paused = line.pause_of(self.stage.name) is not None
+        except Exception:  # the database is down: keep the last known state
+            log.debug("reading the stage's pause failed", exc_info=True)
+            reset_db_connection()
+            return
+        if self.processor.line.stopped is not None:  # stopped, but the pause is not written yet
+            return
+        if self._stage_paused and not paused:
+            # resumed: the cause is fixed, the old outcomes no longer count
+            self.processor.line.reset(accept=line.accepted_after_resume(self.stage.name))
+            log.warning("stage resumed; consuming again", extra={"stage": self.stage.name})
+        self._stage_paused = paused
 
     def _set_paused(self, paused: bool) -> None:
         assignment = self.consumer.assignment()

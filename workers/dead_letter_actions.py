@@ -7,21 +7,24 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from workers import dead_letter_store
+from workers.dead_letter_store import ReplayResult
 from workers.models import DeadLetter, DeadLetterAction
 
 
-def replay(rows: Iterable[DeadLetter], *, actor: str) -> int:
+def replay(rows: Iterable[DeadLetter], *, actor: str) -> ReplayResult:
     """Republish the rows' original messages (see `dead_letter_store.replay`) and audit it.
 
-    Returns how many were republished. Only new and replayed rows are eligible; a replayed row replayed again
-    republishes the same event id, which every consumer group skips if it already handled it.
+    Returns what was republished and what was refused, and why. New rows are eligible, and replayed rows whose
+    replay is stale; invalid, cut and malformed rows never are.
     """
     rows = list(rows)
-    done = dead_letter_store.replay(rows, actor=actor)
+    result = dead_letter_store.replay(rows, actor=actor)
+    refused = "; ".join(f"{count} refused: {kind}" for kind, count in sorted(result.refused.items()))
     DeadLetterAction.objects.create(
-        actor=actor, action=DeadLetterAction.Action.REPLAY, count=done, dead_letter_ids=sorted(r.pk for r in rows)
+        actor=actor, action=DeadLetterAction.Action.REPLAY, count=result.replayed,
+        dead_letter_ids=sorted(r.pk for r in rows), reason=refused,
     )
-    return done
+    return result
 
 
 def discard(rows: Iterable[DeadLetter], *, actor: str, reason: str) -> int:

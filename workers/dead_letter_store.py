@@ -6,7 +6,9 @@ row (status back to new, attempts and error refreshed) instead of adding one.
 
 Replay republishes the original bytes, key and headers unchanged (same event id, so every group's idempotency
 still holds) to the original topic, adding `replay.*` headers; the consumer that succeeds on such a message
-marks the dead letter resolved (`mark_replays_resolved`).
+marks the dead letter resolved (`mark_replays_resolved`). The bookkeeping holds under races: rows are marked
+replayed, under row locks and a status guard, before anything is published, and only the replay attempt that
+is current resolves its row.
 """
 from __future__ import annotations
 
@@ -14,140 +16,197 @@ import datetime
 import logging
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from confluent_kafka import Message
-from django.db import transaction
+from django.core.signing import BadSignature, Signer
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from workers.dead_letters import context_from_headers, decode_headers, encode_headers
+from workers.dead_letter_fields import fallback_fields, row_fields
+from workers.dead_letters import decode_headers
 from workers.kafka import make_producer
 from workers.models import DeadLetter
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER = "replay.dead_letter_id"
+REPLAY_TOKEN_HEADER = "replay.token"
+# A replayed letter that has not resolved after this long may be replayed again (its message may be lost).
+REPLAY_STALE_SECONDS = 300
 
 
-def _int(value: str | None, default: int | None = 0) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else default
-    except ValueError:
-        return default
-
-
-def _uuid(value: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value) if value else None
-    except ValueError:
-        return None
-
-
-def _when(value: str | None) -> datetime.datetime:
-    parsed = parse_datetime(value) if value else None
-    return parsed or timezone.now()
-
-
-def row_fields(msg: Message) -> dict:
-    """The DeadLetter fields of one DLQ message."""
-    context, original_headers = context_from_headers(msg.headers())
-    return {
-        "stage": context.get("stage", "unknown"),
-        "consumer_group": context.get("consumer_group", "unknown"),
-        "event_id": _uuid(context.get("event_id")),
-        "event_type": context.get("event_type", ""),
-        "original_topic": context.get("original_topic", msg.topic()),
-        "original_partition": _int(context.get("original_partition"), msg.partition()),
-        "original_offset": _int(context.get("original_offset"), msg.offset()),
-        "key": msg.key(),
-        "headers": encode_headers(original_headers),
-        "payload": msg.value() or b"",
-        "error_class": context.get("error_class", ""),
-        "error_message": context.get("error_message", ""),
-        "traceback": context.get("traceback", ""),
-        "attempts": _int(context.get("attempts")),
-        "first_failed_at": _when(context.get("first_failed_at")),
-        "last_failed_at": _when(context.get("last_failed_at")),
-        "correlation_id": _uuid(context.get("correlation_id")),
-        "partition_key": context.get("partition_key") or None,
-    }
-
-
-REFRESHED_ON_REPEAT = ("error_class", "error_message", "traceback", "attempts", "last_failed_at")
+REFRESHED_ON_REPEAT = ("error_class", "error_message", "traceback", "attempts", "last_failed_at", "reason",
+                       "malformed", "malformed_detail", "cut")
 
 
 def persist(messages: Iterable[Message]) -> int:
-    """Store DLQ messages as DeadLetter rows (idempotent). Returns how many rows were created."""
+    """Store DLQ messages as DeadLetter rows (idempotent). Returns how many rows were created.
+
+    Each message is stored in a savepoint of its own: one that PostgreSQL refuses even after
+    workers.dead_letter_fields made its fields fit is stored with its bytes and the error instead, so no
+    message can make the persister read its batch again and again. Only an outage raises."""
     created = 0
     with transaction.atomic():
         for msg in messages:
-            fields = row_fields(msg)
-            if fields["event_id"] is not None:
-                lookup = {"consumer_group": fields["consumer_group"], "event_id": fields["event_id"]}
-            else:
-                lookup = {k: fields[k] for k in ("consumer_group", "original_topic", "original_partition",
-                                                 "original_offset")}
-            row = DeadLetter.objects.select_for_update().filter(**lookup).first()
-            if row is None:
-                DeadLetter.objects.create(**fields)
-                created += 1
-                continue
-            if fields["last_failed_at"] > row.last_failed_at:  # failed again after a replay
-                for name in REFRESHED_ON_REPEAT:
-                    setattr(row, name, fields[name])
-                row.status, row.status_changed_at, row.status_changed_by = DeadLetter.Status.NEW, timezone.now(), ""
-                row.status_reason = "failed again after replay"
-                row.save()
+            try:
+                with transaction.atomic():
+                    created += _store(row_fields(msg))
+            except DatabaseError as exc:
+                if isinstance(exc, (OperationalError, InterfaceError)):
+                    raise
+                log.error("dead letter stored without its context: %s", exc,
+                          extra={"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()})
+                with transaction.atomic():
+                    created += _store(fallback_fields(msg, exc))
     return created
 
 
-def replay(rows: Iterable[DeadLetter], *, actor: str) -> int:
-    """Republish each dead letter's original message to its original topic; mark the rows replayed."""
-    rows = [row for row in rows if row.status in (DeadLetter.Status.NEW, DeadLetter.Status.REPLAYED)]
-    if not rows:
-        return 0
-    producer = make_producer()
+def _store(fields: dict) -> int:
+    if fields.get("event_id") is not None:
+        lookup = {"consumer_group": fields["consumer_group"], "event_id": fields["event_id"]}
+    else:
+        lookup = {k: fields[k] for k in ("consumer_group", "original_topic", "original_partition", "original_offset")}
+    row = DeadLetter.objects.select_for_update().filter(**lookup).first()
+    if row is None:
+        DeadLetter.objects.create(**fields)
+        return 1
+    if fields["last_failed_at"] > row.last_failed_at:  # failed again after a replay
+        for name in REFRESHED_ON_REPEAT:
+            setattr(row, name, fields[name])
+        row.status, row.status_changed_at, row.status_changed_by = DeadLetter.Status.NEW, timezone.now(), ""
+        row.status_reason, row.replay_attempt_id = "failed again after replay", None
+        row.save()
+    return 0
+
+
+# Why a dead letter can never be replayed: kind -> what the operator is told.
+UNREPLAYABLE = {
+    "invalid": "invalid: not an event of the contract, so a replay would fail the same way; fix the producer, "
+               "then discard them",
+    "cut": "cut to fit the broker: their original bytes are gone; discard them",
+    "malformed": "malformed: their dead-letter context cannot be trusted; discard them",
+}
+
+
+def unreplayable(row: DeadLetter) -> str | None:
+    """The kind of UNREPLAYABLE a dead letter is, or None when it may be replayed."""
+    if row.reason == DeadLetter.Reason.INVALID:
+        return "invalid"
+    if row.cut:
+        return "cut"
+    if row.malformed:
+        return "malformed"
+    return None
+
+
+@dataclass
+class ReplayResult:
+    replayed: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # UNREPLAYABLE kind -> how many
+    skipped: int = 0  # not new, being replayed already, or not acknowledged by the broker
+
+
+def _replayable() -> Q:
+    stale = timezone.now() - datetime.timedelta(seconds=REPLAY_STALE_SECONDS)
+    return (Q(status=DeadLetter.Status.NEW)
+            | Q(status=DeadLetter.Status.REPLAYED, status_changed_at__lt=stale)) & ~Q(reason=DeadLetter.Reason.INVALID)
+
+
+def _claim_for_replay(ids: list[int], actor: str) -> list[DeadLetter]:
+    """Mark the rows replayed with a fresh attempt id, under their row locks and a status guard, before anything
+    is published: a concurrent replay or discard waits for the locks and then finds them taken."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = [row for row in DeadLetter.objects.select_for_update().filter(Q(pk__in=ids) & _replayable())
+                if unreplayable(row) is None]
+        for row in rows:
+            row.status, row.status_changed_at, row.status_changed_by = DeadLetter.Status.REPLAYED, now, actor
+            row.status_reason, row.replay_attempt_id = "", uuid.uuid4()
+        DeadLetter.objects.bulk_update(rows, ["status", "status_changed_at", "status_changed_by", "status_reason",
+                                              "replay_attempt_id"])
+    return rows
+
+
+def replay(rows: Iterable[DeadLetter], *, actor: str) -> ReplayResult:
+    """Republish each dead letter's original message to its original topic, once, and mark it replayed.
+
+    Eligible: new rows, and replayed rows whose replay is older than REPLAY_STALE_SECONDS (its message was
+    lost, say); two replays at once publish a row once. Rows `unreplayable()` are refused with their reason.
+    A row the broker did not acknowledge goes back to new."""
+    rows = list(rows)
+    result = ReplayResult()
+    for row in rows:
+        if (kind := unreplayable(row)) is not None:
+            result.refused[kind] = result.refused.get(kind, 0) + 1
+    claimed = _claim_for_replay([row.pk for row in rows], actor)
     acked: list[int] = []
     errors: list[str] = []
-    now = timezone.now()
-    for row in rows:
-        headers = decode_headers(row.headers) + [
-            (REPLAY_HEADER, str(row.dead_letter_id).encode()),
-            ("replay.by", actor.encode()),
-            ("replay.at", now.isoformat().encode()),
-        ]
-        producer.produce(
-            row.original_topic, key=bytes(row.key) if row.key is not None else None, value=bytes(row.payload),
-            headers=headers,
-            on_delivery=lambda err, msg, pk=row.pk: errors.append(str(err)) if err else acked.append(pk),
-        )
-    producer.flush(30)
-    DeadLetter.objects.filter(pk__in=acked).update(
-        status=DeadLetter.Status.REPLAYED, status_changed_at=now, status_changed_by=actor, status_reason=""
-    )
+    if claimed:
+        producer = make_producer()
+        for row in claimed:
+            producer.produce(
+                row.original_topic, key=bytes(row.key) if row.key is not None else None, value=bytes(row.payload),
+                headers=decode_headers(row.headers) + replay_headers(row, actor),
+                on_delivery=lambda err, msg, pk=row.pk: errors.append(str(err)) if err else acked.append(pk),
+            )
+        producer.flush(30)
+    lost = [row for row in claimed if row.pk not in acked]
+    for row in lost:
+        DeadLetter.objects.filter(pk=row.pk, replay_attempt_id=row.replay_attempt_id,
+                                  status=DeadLetter.Status.REPLAYED).update(
+            status=DeadLetter.Status.NEW, status_reason="replay not acknowledged by the broker",
+            replay_attempt_id=None)
     if errors:
         log.error("some replays were not acknowledged: %s", errors[:3])
-    return len(acked)
+    result.replayed = len(acked)
+    result.skipped = len(rows) - len(acked) - sum(result.refused.values())
+    return result
+
+
+def replay_headers(row: DeadLetter, actor: str) -> list[tuple[str, bytes]]:
+    """The replay.* headers: which letter, and a token signed with SECRET_KEY binding this attempt to this letter
+    and this event, so a header copied onto another message resolves nothing."""
+    token = _signer().sign(f"{row.dead_letter_id}:{row.replay_attempt_id}:{row.event_id}")
+    return [(REPLAY_HEADER, str(row.dead_letter_id).encode()), (REPLAY_TOKEN_HEADER, token.encode()),
+            ("replay.by", actor.encode()), ("replay.at", timezone.now().isoformat().encode())]
+
+
+def _signer() -> Signer:
+    return Signer(salt="workers.dead_letter_store.replay")
 
 
 def discard(rows: Iterable[DeadLetter], *, actor: str, reason: str) -> int:
-    ids = [row.pk for row in rows if row.status != DeadLetter.Status.RESOLVED]
-    return DeadLetter.objects.filter(pk__in=ids).update(
-        status=DeadLetter.Status.DISCARDED, status_changed_at=timezone.now(), status_changed_by=actor,
-        status_reason=reason,
-    )
+    ids = [row.pk for row in rows]
+    with transaction.atomic():
+        locked = list(DeadLetter.objects.select_for_update().filter(pk__in=ids).exclude(
+            status__in=[DeadLetter.Status.RESOLVED, DeadLetter.Status.DISCARDED]).values_list("pk", flat=True))
+        return DeadLetter.objects.filter(pk__in=locked).update(
+            status=DeadLetter.Status.DISCARDED, status_changed_at=timezone.now(), status_changed_by=actor,
+            status_reason=reason, replay_attempt_id=None,
+        )
 
 
-def mark_replays_resolved(dead_letter_ids: Iterable[str], *, consumer_group: str) -> int:
-    """Called by a consumer after it handled replayed messages; only its own group's dead letters resolve
-    (other groups read the replayed message too, and skip it)."""
-    ids = [u for u in (_uuid(i) for i in dead_letter_ids) if u]
-    if not ids:
-        return 0
-    return DeadLetter.objects.filter(
-        dead_letter_id__in=ids, consumer_group=consumer_group, status=DeadLetter.Status.REPLAYED
-    ).update(
-        status=DeadLetter.Status.RESOLVED, status_changed_at=timezone.now(), status_reason="replay succeeded"
-    )
+def mark_replays_resolved(handled: Iterable[tuple[str, uuid.UUID]], *, consumer_group: str) -> int:
+    """Called by a consumer after it handled replayed messages, with (replay token, id of the event it handled).
+    A row resolves only for its own group (other groups read the replayed message too, and skip it), and only
+    when the token is genuine, names the row's current replay attempt, and names the event that was handled."""
+    resolved = 0
+    for token, event_id in handled:
+        try:
+            letter, attempt, named_event = _signer().unsign(token).split(":")
+            if uuid.UUID(named_event) != event_id:
+                continue
+            letter_id, attempt_id = uuid.UUID(letter), uuid.UUID(attempt)
+        except (BadSignature, ValueError):
+            log.warning("replay token refused", extra={"consumer_group": consumer_group})
+            continue
+        resolved += DeadLetter.objects.filter(
+            dead_letter_id=letter_id, replay_attempt_id=attempt_id, event_id=event_id,
+            consumer_group=consumer_group, status=DeadLetter.Status.REPLAYED,
+        ).update(status=DeadLetter.Status.RESOLVED, status_changed_at=timezone.now(),
+                 status_reason="replay succeeded")
+    return resolved
 
 
 PERSISTER_GROUP = "dead-letter-persisters"

@@ -2,9 +2,13 @@
 
 Format (the Kafka Connect / Spring convention): the DLQ message's key and value are the original key and value,
 byte for byte; its headers are the original headers followed by `dlq.*` headers with the context (original
-topic, partition, offset, consumer group, stage, error class and message, traceback, attempts, first and last
-failure, correlation id, event id, partition key). `publish()` waits for the broker's acknowledgement, so a
+topic, partition, offset, consumer group, stage, reason, error class and message, traceback, attempts, first and
+last failure, correlation id, event id, partition key). `publish()` waits for the broker's acknowledgement, so a
 dead letter is durable before the consumer commits the offset past the original message.
+
+Dead-lettering is total: a copy that would be over the broker's limit is cut to fit (workers.oversize), and one
+the broker still refuses for its size is sent again with only its context. So no message can make the
+dead-letter step fail for good and stall the partitions behind it.
 """
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ import datetime
 import logging
 from dataclasses import dataclass, field
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from workers import metrics
+from workers import metrics, oversize
 from workers.kafka import DEAD_LETTER_TOPIC, topic
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,8 @@ class DeadLetterRecord:
     correlation_id: str | None = None
     partition_key: str | None = None  # the contract's key field of the event (e.g. the student id)
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def context_headers(self) -> list[tuple[str, bytes]]:
+        """The dlq.* headers: why and where the message failed."""
         context = {
             "original_topic": self.source.topic,
             "original_partition": self.source.partition,
@@ -101,10 +106,16 @@ class DeadLetterRecord:
         }
         # Every context header, empty when unknown: the original message may carry dlq.* headers of its own, and
         # reading the context back (the last header of a name wins) must never take one of those for ours.
-        extra = [
-            (HEADER_PREFIX + name, b"" if value is None else str(value).encode()) for name, value in context.items()
-        ]
-        return list(self.source.headers) + extra
+        return [(HEADER_PREFIX + name, b"" if value is None else str(value).encode())
+                for name, value in context.items()]
+
+    def message(self, *, minimal: bool = False) -> tuple[bytes | None, bytes | None, oversize.HeaderList]:
+        """(key, value, headers) of the DLQ copy: the original parts and the context, cut to fit if need be."""
+        parts = (self.source.key, self.source.value, self.source.headers, self.context_headers())
+        return oversize.minimal(*parts) if minimal else oversize.fit(*parts)
+
+    def headers(self) -> oversize.HeaderList:
+        return self.message()[2]
 
 
 def context_from_headers(headers: list[tuple[str, bytes]] | None) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
@@ -125,29 +136,23 @@ class DeadLetterPublisher:
         self.timeout = timeout
 
     def publish(self, records: list[DeadLetterRecord]) -> None:
-        """Publish and wait for every acknowledgement; raise DeadLetterPublishError if any is missing."""
+        """Publish and wait for every acknowledgement; raise DeadLetterPublishError if any is missing.
+
+        A copy refused for its size (by the producer, or by a broker whose limit is lower than ours) is sent
+        again as its minimal version; only an outage or a broker that refuses even that raises."""
         if not records:
             return
-        failed: list[str] = []
-        acked = 0
-
-        def on_delivery(err, msg):
-            nonlocal acked
-            if err is None:
-                acked += 1
-            else:
-                failed.append(str(err))
-
-        name = topic(DEAD_LETTER_TOPIC)
+        too_large = self._send(records, minimal=False)
+        if too_large:
+            log.warning("%d dead letter(s) too large even when cut; sending their context only", len(too_large),
+                        extra={"stage": records[0].stage})
+            if self._send(too_large, minimal=True):
+                raise DeadLetterPublishError("the broker refuses even the minimal dead-letter copy")
+        minimal = {id(record) for record in too_large}
         for record in records:
-            self.producer.produce(
-                name, key=record.source.key, value=record.source.value, headers=record.headers(),
-                on_delivery=on_delivery,
-            )
-        self.producer.flush(self.timeout)
-        if failed or acked != len(records):
-            raise DeadLetterPublishError(f"{len(records) - acked} dead letter(s) not acknowledged: {failed[:3]}")
-        for record in records:
+            if id(record) in minimal or any(name.startswith(HEADER_PREFIX + oversize.CUT_PREFIX)
+                                            for name, _ in record.headers()):
+                metrics.DEAD_LETTERS_CUT.labels(record.stage).inc()
             metrics.EVENTS_DEAD_LETTERED.labels(record.stage, record.reason).inc()
             log.error(
                 "dead-lettered %s: %s", record.reason, record.error_message,
@@ -157,3 +162,35 @@ class DeadLetterPublisher:
                     "partition": record.source.partition, "offset": record.source.offset,
                 },
             )
+
+    def _send(self, records: list[DeadLetterRecord], *, minimal: bool) -> list[DeadLetterRecord]:
+        """Produce the copies and wait for the broker. Returns the records refused for their size; raises
+        DeadLetterPublishError for any other failure."""
+        too_large: list[DeadLetterRecord] = []
+        failed: list[str] = []
+        acked = 0
+
+        def on_delivery(record: DeadLetterRecord, err: KafkaError | None, msg) -> None:
+            nonlocal acked
+            if err is None:
+                acked += 1
+            elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                too_large.append(record)
+            else:
+                failed.append(str(err))
+
+        name = topic(DEAD_LETTER_TOPIC)
+        for record in records:
+            key, value, headers = record.message(minimal=minimal)
+            try:
+                self.producer.produce(name, key=key, value=value, headers=headers,
+                                      on_delivery=lambda err, msg, r=record: on_delivery(r, err, msg))
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise DeadLetterPublishError(f"dead letter not produced: {exc}") from exc
+                too_large.append(record)
+        self.producer.flush(self.timeout)
+        if failed or acked + len(too_large) != len(records):
+            raise DeadLetterPublishError(
+                f"{len(records) - acked - len(too_large)} dead letter(s) not acknowledged: {failed[:3]}")
+        return too_large

@@ -7,6 +7,9 @@ counts from its low watermark, since the consumers start from the earliest offse
 Membership alone does not prove progress: librdkafka heartbeats from a background thread, so a process stuck
 inside a handler stays a member until `max.poll.interval.ms` (5 min) expires. With `max_idle_seconds`, a group
 that has lag is also watched that long, and it is unhealthy when none of its committed offsets moved.
+
+A paused stage (workers.line) is reported as paused, not as stuck: an operator's pause is healthy whatever
+its lag; a stop-the-line pause is unhealthy (an incident: the stage gave up on too many events).
 """
 from __future__ import annotations
 
@@ -44,11 +47,19 @@ class Snapshot:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Pause:
+    reason: str
+    paused_by: str
+    automatic: bool
+
+
 @dataclass
 class GroupHealth:
     target: Target
     snapshot: Snapshot
     problems: list[str] = field(default_factory=list)
+    pause: Pause | None = None
 
     @property
     def healthy(self) -> bool:
@@ -57,6 +68,9 @@ class GroupHealth:
     def line(self) -> str:
         s = self.snapshot
         verdict = "OK" if self.healthy else "UNHEALTHY: " + "; ".join(self.problems)
+        if self.pause is not None and not self.pause.automatic:
+            verdict = f"PAUSED by {self.pause.paused_by}: {self.pause.reason}" + (
+                "" if self.healthy else " UNHEALTHY: " + "; ".join(self.problems))
         return (f"{self.target.name} group={self.target.group_id} state={s.state} members={s.members} "
                 f"lag={s.lag} {verdict}")
 
@@ -87,14 +101,19 @@ def snapshot(target: Target, *, client: AdminClient | None = None,
 
 
 def evaluate(target: Target, now: Snapshot, *, max_lag: int, earlier: Snapshot | None = None,
-             idle_seconds: float = 0.0) -> GroupHealth:
+             idle_seconds: float = 0.0, pause: Pause | None = None) -> GroupHealth:
     """The verdict for `now`; with `earlier` (taken `idle_seconds` before), also whether offsets moved."""
-    health = GroupHealth(target, now)
+    health = GroupHealth(target, now, pause=pause)
     if now.error:
         health.problems.append(f"broker query failed: {now.error}")
         return health
     if now.members == 0:
         health.problems.append("no active members")
+    if pause is not None:
+        if pause.automatic:
+            health.problems.append(f"stopped the line ({pause.reason}); after the fix: "
+                                   f"manage.py resume_stage {target.name}")
+        return health  # paused: its lag grows by design
     if now.lag > max_lag:
         health.problems.append(f"lag {now.lag} > {max_lag}")
     if earlier is not None and now.lag > 0 and not _progressed(earlier, now):
@@ -102,13 +121,21 @@ def evaluate(target: Target, now: Snapshot, *, max_lag: int, earlier: Snapshot |
     return health
 
 
+def pauses() -> dict[str, Pause]:
+    """The paused stages, from PostgreSQL."""
+    from workers.models import StagePause
+
+    return {p.stage: Pause(p.reason, p.paused_by, p.automatic) for p in StagePause.objects.all()}
+
+
 def check(target: Target, *, max_lag: int, max_idle_seconds: float = 0.0, client: AdminClient | None = None,
-          timeout: float = DEFAULT_TIMEOUT_SECONDS, sleep: Callable[[float], None] = time.sleep) -> GroupHealth:
+          timeout: float = DEFAULT_TIMEOUT_SECONDS, sleep: Callable[[float], None] = time.sleep,
+          pause: Pause | None = None) -> GroupHealth:
     """Snapshot the group; when it has lag and `max_idle_seconds` > 0, wait up to that long for progress."""
     client = client or admin_client()
     first = snapshot(target, client=client, timeout=timeout)
-    if max_idle_seconds <= 0 or first.error or first.lag <= 0 or first.members == 0:
-        return evaluate(target, first, max_lag=max_lag)
+    if max_idle_seconds <= 0 or first.error or first.lag <= 0 or first.members == 0 or pause is not None:
+        return evaluate(target, first, max_lag=max_lag, pause=pause)
     deadline = time.monotonic() + max_idle_seconds
     latest = first
     while time.monotonic() < deadline:

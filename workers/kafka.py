@@ -8,11 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from django.conf import settings
 
 # The framework's own topic: every stage's dead letters (workers.dead_letters).
 DEAD_LETTER_TOPIC = "dead-letter-queue"
+# The largest message a producer sends (the broker's default limit is 1 MiB too); dead letters are cut below it.
+PRODUCER_MAX_BYTES = 1_048_576
+# A consumer that does not poll for this long leaves the group; a batch and a run of retries stay well under it.
+MAX_POLL_INTERVAL_MS = 300_000
 
 
 def topic(base_name: str) -> str:
@@ -42,7 +46,7 @@ def make_producer(**overrides: Any) -> Producer:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
-        "message.max.bytes": max(settings.KAFKA_MAX_MESSAGE_BYTES * 4, 1_000_000),
+        "message.max.bytes": PRODUCER_MAX_BYTES,
         **overrides,
     }
     return Producer(config)
@@ -57,7 +61,7 @@ def make_consumer(group_id: str, **overrides: Any) -> Consumer:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
-        "max.poll.interval.ms": 300_000,
+        "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
         # Short enough that a consumer stuck after a broker restart ("Not coordinator") rejoins within seconds.
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
@@ -66,18 +70,30 @@ def make_consumer(group_id: str, **overrides: Any) -> Consumer:
     return Consumer(config)
 
 
+DAY_MS = 86_400_000
+
+
+def retention_ms() -> int:
+    """How long topics keep events: settings.KAFKA_TOPIC_RETENTION_DAYS, never past the dedup window."""
+    days = min(settings.KAFKA_TOPIC_RETENTION_DAYS, settings.PROCESSED_EVENT_RETENTION_DAYS)
+    return max(days, 1) * DAY_MS
+
+
 def create_topics(
     names: list[str] | None = None, *, partitions: int | None = None, replication: int | None = None,
     timeout: float = 30,
 ) -> dict[str, str]:
-    """Create the given topics (default: every topic of the pipeline) if missing. Returns name -> 'created'|'exists'."""
+    """Create the given topics (default: every topic of the pipeline) if missing, with `retention_ms()`; an
+    existing topic that keeps events longer than the dedup window gets its retention lowered to it.
+    Returns name -> 'created' | 'exists' | 'retention lowered'."""
     names = names if names is not None else [topic(name) for name in pipeline_topics()]
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
     replication = replication or settings.KAFKA_TOPIC_REPLICATION
     client = admin_client()
     existing = set(client.list_topics(timeout=timeout).topics)
     result = {name: "exists" for name in names if name in existing}
-    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication)
+    retention = {"retention.ms": str(retention_ms())}
+    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication, config=retention)
             for name in names if name not in existing]
     if todo:
         for name, future in client.create_topics(todo, operation_timeout=timeout, request_timeout=timeout).items():
@@ -89,7 +105,26 @@ def create_topics(
                     result[name] = "exists"
                 else:
                     raise
+    for name in _keeping_too_long([n for n in names if result[n] == "exists"], client, timeout):
+        resource = ConfigResource("topic", name, incremental_configs=[
+            ConfigEntry("retention.ms", retention["retention.ms"], incremental_operation=AlterConfigOpType.SET)])
+        client.incremental_alter_configs([resource])[resource].result(timeout)
+        result[name] = "retention lowered"
     return result
+
+
+def _keeping_too_long(names: list[str], client: AdminClient, timeout: float) -> list[str]:
+    """The topics whose retention.ms is past the dedup window (or infinite)."""
+    if not names:
+        return []
+    window = settings.PROCESSED_EVENT_RETENTION_DAYS * DAY_MS
+    resources = [ConfigResource("topic", name) for name in names]
+    too_long = []
+    for resource, future in client.describe_configs(resources, request_timeout=timeout).items():
+        value = int(future.result(timeout)["retention.ms"].value)
+        if value < 0 or value > window:
+            too_long.append(resource.name)
+    return too_long
 
 
 def group_lag(group_id: str, topic_names: list[str], timeout: float = 10) -> dict[tuple[str, int], int]:

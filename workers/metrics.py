@@ -28,6 +28,12 @@ EVENTS_SUPERSEDED = Counter("pipeline_events_superseded_total",
                             "Events skipped because what they name was undone meanwhile", ["stage", "event_type"])
 OUTBOX_SENT = Counter("pipeline_outbox_sent_total", "Outbox rows confirmed by the broker")
 OUTBOX_PUBLISH_FAILED = Counter("pipeline_outbox_publish_failed_total", "Outbox deliveries that failed")
+STAGE_PAUSED = Gauge("pipeline_stage_paused", "1 while the stage is paused (stop-the-line or an operator)", ["stage"])
+COMMIT_FAILURES = Counter("pipeline_offset_commit_failures_total",
+                          "Offset commits that failed (and are retried until they succeed or the partition goes)",
+                          ["stage"])
+DEAD_LETTERS_CUT = Counter("pipeline_dead_letters_cut_total",
+                           "Dead letters whose copy was cut to fit the broker's limit", ["stage"])
 DEAD_LETTERS_STORED = Counter("pipeline_dead_letters_stored_total", "DLQ messages stored as DeadLetter rows")
 LAST_POLL = Gauge("pipeline_last_poll_timestamp_seconds", "When the consumer last polled", ["stage"])
 

@@ -43,6 +43,9 @@ class OutboxEvent(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # After a failed relay attempt: not before this time again (backoff per row), so rows that keep failing never
+    # hold up the rows behind them.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "outbox_events"
@@ -95,6 +98,14 @@ class DeadLetter(models.Model):
         DISCARDED = "discarded"
         RESOLVED = "resolved"
 
+    class Reason(models.TextChoices):
+        """Why the stage gave up (`dlq.reason`)."""
+
+        INVALID = "invalid", "invalid (not an event of the contract)"
+        PERMANENT = "permanent", "permanent error"
+        EXHAUSTED = "exhausted", "attempts exhausted"
+        UNKNOWN = "unknown", "unknown (no or an unknown dlq.reason)"
+
     id = models.BigAutoField(primary_key=True)
     dead_letter_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     stage = models.CharField(max_length=64)
@@ -116,6 +127,16 @@ class DeadLetter(models.Model):
     correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
     # The value of the contract's key field (settings.PIPELINE_CONTRACT): in this pipeline, the student id.
     partition_key = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.UNKNOWN, db_index=True)
+    # The dlq.* headers could not all be stored as they came (an impossible date, an over-long name, a number
+    # out of range): what could be was stored, and this says what was not. Such a letter is never replayed.
+    malformed = models.BooleanField(default=False, db_index=True)
+    malformed_detail = models.TextField(blank=True, default="")
+    # Parts of the original message the dead-letter copy had to cut to fit the broker (workers.oversize):
+    # part -> "<bytes> <sha256>" ("<count> <bytes> <sha256>" for headers). A cut letter is never replayed.
+    cut = models.JSONField(default=dict, blank=True)
+    # The replay in flight: only a consumer that handled this exact attempt of this event resolves the row.
+    replay_attempt_id = models.UUIDField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_changed_by = models.CharField(max_length=150, blank=True, default="")
@@ -169,3 +190,45 @@ class DeadLetterAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} of {self.count} dead letter(s) by {self.actor}"
+
+
+class StagePause(models.Model):
+    """A stage that must not consume now: every consumer of its group pauses its partitions (still polling,
+    still in the group) while this row exists, and a consumer that joins later starts paused. Written by
+    stop-the-line (workers.line) or by an operator (`pause_stage`); `resume_stage` deletes it."""
+
+    stage = models.CharField(max_length=64, unique=True)
+    reason = models.TextField()
+    automatic = models.BooleanField(default=False, help_text="Stopped by its dead-letter limit, not by a person.")
+    paused_by = models.CharField(max_length=150)
+    paused_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "stage_pauses"
+
+    def __str__(self) -> str:
+        return f"{self.stage} paused by {self.paused_by}: {self.reason}"
+
+
+class StageControlAction(models.Model):
+    """The audit trail of pauses and resumes: who, when, which stage, why. Never edited."""
+
+    class Action(models.TextChoices):
+        PAUSE = "pause"
+        RESUME = "resume"
+
+    stage = models.CharField(max_length=64)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.CharField(max_length=150)
+    reason = models.TextField(blank=True, default="")
+    # A resume may let this many dead letters through before the limit counts again (messages that were invalid
+    # when the line stopped cannot wait as retries: their batch is read again after the resume).
+    accept_dead_letters = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "stage_control_actions"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.stage} by {self.actor}"

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Message, Producer
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Q
 from django.utils import timezone
 
 from workers import metrics
@@ -29,6 +29,7 @@ from workers.registry import contract
 from workers.sql import fetch, unnest_insert
 
 log = logging.getLogger(__name__)
+RELAY_MAX_BACKOFF_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class OutboxPublisher:
     def __init__(self, producer: Producer | None = None) -> None:
         self.producer = producer or make_producer()
         self._delivered: list[int] = []
+        self._failed: dict[int, str] = {}  # row id -> why the broker or the producer refused it
         self._lock = threading.Lock()
 
     def _on_delivery(self, row_id: int, err: KafkaError | None, msg: Message) -> None:
@@ -140,8 +142,13 @@ class OutboxPublisher:
             with self._lock:
                 self._delivered.append(row_id)
         else:
-            log.warning("outbox publish failed", extra={"outbox_id": row_id, "error": str(err)})
-            metrics.OUTBOX_PUBLISH_FAILED.inc()
+            self._refused(row_id, str(err))
+
+    def _refused(self, row_id: int, error: str) -> None:
+        log.warning("outbox publish failed", extra={"outbox_id": row_id, "error": error})
+        metrics.OUTBOX_PUBLISH_FAILED.inc()
+        with self._lock:
+            self._failed[row_id] = error
 
     def publish(self, rows: Iterable[OutboxEvent | OutboxMessage]) -> int:
         count = 0
@@ -158,9 +165,8 @@ class OutboxPublisher:
             except BufferError:
                 self.producer.poll(0.5)  # local queue full: let it drain; the relay sends the rest
                 break
-            except Exception:  # never lose the caller's work over a publish problem: the relay has it
-                log.exception("outbox publish raised", extra={"outbox_id": row.pk})
-                break
+            except Exception as exc:  # this row only (too large, say): the relay has it; the others go on
+                self._refused(row.pk, f"{type(exc).__name__}: {exc}")
         self.producer.poll(0)
         return count
 
@@ -169,9 +175,15 @@ class OutboxPublisher:
             ids, self._delivered = self._delivered, []
         return ids
 
+    def take_failed(self) -> dict[int, str]:
+        with self._lock:
+            failed, self._failed = self._failed, {}
+        return failed
+
     def mark_delivered(self) -> int:
         """Mark rows whose delivery the broker confirmed as sent. Returns how many."""
         self.producer.poll(0)
+        self.take_failed()  # the relay publishes those rows again; only its own publisher keeps their errors
         ids = self.take_delivered()
         if ids:
             fetch("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(%b::bigint[]) AND sent_at IS NULL", [ids])
@@ -221,30 +233,43 @@ def publisher() -> OutboxPublisher:
         return _publisher
 
 
+POSTPONE_SQL = """
+UPDATE outbox_events o SET publish_attempts = o.publish_attempts + 1, last_error = left(f.error, 2000),
+       next_attempt_at = now() + make_interval(secs => least(power(2, o.publish_attempts), %s))
+FROM unnest(%b::bigint[], %b::text[]) AS f(id, error) WHERE o.id = f.id
+"""
+
+
 def relay_once(
     relay: OutboxPublisher, *, grace_seconds: float = 2.0, limit: int = 1000, flush_timeout: float = 30.0
 ) -> int:
     """Publish unsent rows older than the grace period (rows just handed to a producer are left to it) and mark
     them sent once the broker acknowledged them. Safe in several processes (SKIP LOCKED). `relay` is the relay's
-    own publisher, so the delivery reports it collects are its own. Returns the number of rows marked sent."""
-    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    own publisher, so the delivery reports it collects are its own. Returns the number of rows marked sent.
+
+    A row that fails is tried again after a backoff of its own (1 s doubling to RELAY_MAX_BACKOFF_SECONDS) and
+    skipped until then: rows that keep failing (a topic that does not exist, a message the broker refuses) are
+    never selected first again and again, ahead of newer rows that would go through."""
+    now = timezone.now()
     with transaction.atomic():
         rows = list(
             OutboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True, created_at__lte=cutoff)
+            .filter(sent_at__isnull=True, created_at__lte=now - timedelta(seconds=grace_seconds))
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("created_at", "id")[:limit]
         )
         if not rows:
             return 0
+        relay.take_failed()
         relay.publish(rows)
         relay.producer.flush(flush_timeout)
         delivered = set(relay.take_delivered())
         OutboxEvent.objects.filter(pk__in=delivered).update(sent_at=timezone.now())
+        failed = relay.take_failed()
         unsent = [row.pk for row in rows if row.pk not in delivered]
         if unsent:
-            OutboxEvent.objects.filter(pk__in=unsent).update(
-                publish_attempts=F("publish_attempts") + 1, last_error="not acknowledged by the broker in time"
-            )
+            fetch(POSTPONE_SQL, [RELAY_MAX_BACKOFF_SECONDS, unsent,
+                                 [failed.get(pk, "not acknowledged by the broker in time") for pk in unsent]])
     metrics.OUTBOX_SENT.inc(len(delivered))
     return len(delivered)
 
@@ -254,9 +279,18 @@ def prune(*, outbox_days: int, processed_days: int) -> dict[str, int]:
 
     A processed event is kept while an unresolved dead letter (new or replayed) names the same event: a
     replay republishes the event to its topic, where every other group reads it again, and those groups
-    need their processed-event row to skip it.
+    need their processed-event row to skip it. Processed events are never pruned younger than the topics keep
+    their events (settings.KAFKA_TOPIC_RETENTION_DAYS): a group reset to offset 0 must still skip them.
     """
+    from django.conf import settings
+
     from workers.models import DeadLetter, ProcessedEvent
+
+    if outbox_days < 1:
+        raise ValueError(f"outbox retention must be at least 1 day, not {outbox_days}")
+    if processed_days < max(settings.KAFKA_TOPIC_RETENTION_DAYS, 1):
+        raise ValueError(f"processed-event retention ({processed_days} days) must be at least the topics' "
+                         f"retention (KAFKA_TOPIC_RETENTION_DAYS = {settings.KAFKA_TOPIC_RETENTION_DAYS} days)")
 
     now = timezone.now()
     outbox_deleted, _ = OutboxEvent.objects.filter(sent_at__lt=now - timedelta(days=outbox_days)).delete()

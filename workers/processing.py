@@ -20,20 +20,25 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Sequence
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from workers import metrics
-from workers.dead_letter_store import REPLAY_HEADER, mark_replays_resolved
+from workers.dead_letter_store import REPLAY_TOKEN_HEADER, mark_replays_resolved
 from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMessage
 from workers.envelope import Event, InvalidEvent, decode, misplaced
 from workers.errors import PermanentError, Superseded
-from workers.models import PendingRetry
+from workers.line import LineMonitor, LineStopped
+from workers.models import PendingRetry, StagePause
+from workers.oversize import too_many_headers
 from workers.pending import error_parts, keep, pending_row, source_of
 from workers.retry import Backoff, CircuitBreaker
-from workers.sql import fetch_skipping_conflicts
+from workers.sql import fetch, fetch_skipping_conflicts
 from workers.stage import DeadLetterPolicy, Stage
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,9 @@ CLAIM_SQL = """
 INSERT INTO processed_events (consumer, event_id, event_type, correlation_id, processed_at)
 SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%b::uuid[], %b::text[], %b::uuid[]) AS e(id, type, corr)
 """
+
+
+WAITING_SQL = "SELECT event_id FROM pending_retries WHERE consumer = %s AND event_id = ANY(%b::uuid[])"
 
 
 def _key_text(key: object) -> str | None:
@@ -57,16 +65,55 @@ class Processor:
         self.backoff = stage.retry.backoff or backoff
         self.breaker = breaker
         self.dead_letters = dead_letters
+        self.line = LineMonitor(stage.dead_letter_limit)
         self._processed = metrics.EVENTS_PROCESSED.labels(stage.name)
         self._event_age = metrics.END_TO_END_SECONDS.labels(stage.name)
 
     # --- a polled batch ------------------------------------------------------------------------------
     def process(self, sources: Sequence[SourceMessage]) -> None:
+        invalid, events = self._decode(sources)
+        self._dead_letter(invalid)
+        events = self._not_waiting(events)
+        if not events:
+            return
+        if self.breaker.is_open:  # opened while this batch was in flight: park it without spending attempts
+            self._park(events)
+            return
+        if self.stage.batchable and len(events) > 1:
+            try:
+                self._run_together([event for _, event in events])
+                self._resolve_replays(events)
+                return
+            except Exception as exc:
+                metrics.BATCH_FALLBACKS.labels(self.stage.name).inc()
+                log.info("batch failed, one event at a time", extra={"stage": self.stage.name, "error": repr(exc)})
+        done = []
+        deadline = time.monotonic() + settings.WORKER_TIME_BUDGET_SECONDS
+        for position, (source, event) in enumerate(events):
+            if self.breaker.is_open:
+                self._park(events[position:])
+                break
+            if time.monotonic() > deadline:  # a slow dependency: keep polling, the retries take the rest
+                self._park(events[position:], note="parked: its batch ran past the time budget")
+                break
+            try:
+                if self._run_one(source, event):
+                    done.append((source, event))
+            except LineStopped:  # this event would pass the dead-letter limit: it and the rest wait for a resume
+                self._park(events[position:], note="parked: the stage stopped the line")
+                break
+        self._resolve_replays(done)
+
+    def _decode(self, sources: Sequence[SourceMessage]) -> tuple[list[DeadLetterRecord],
+                                                                  list[tuple[SourceMessage, Event]]]:
+        """The batch's events, each once, and the dead letters of the messages that are not events for it."""
         invalid: list[DeadLetterRecord] = []
         events: list[tuple[SourceMessage, Event]] = []
         seen: set = set()
         for source in sources:
             try:
+                if (too_many := too_many_headers(source.headers)) is not None:
+                    raise InvalidEvent(too_many)
                 event = decode(source.value)
             except InvalidEvent as exc:
                 invalid.append(self._record(source, None, exc, attempts=0, reason="invalid"))
@@ -78,34 +125,25 @@ class Processor:
             if event.event_id not in seen:  # the same event twice in one batch: handle it once
                 seen.add(event.event_id)
                 events.append((source, event))
-        self._dead_letter(invalid)
-        if not events:
-            return
-        if self.breaker.is_open:  # opened while this batch was in flight: park it without spending attempts
-            self._park(events)
-            return
-        if self.stage.batchable and len(events) > 1:
-            try:
-                self._run_together([event for _, event in events])
-                self._resolve_replays([source for source, _ in events])
-                return
-            except Exception as exc:
-                metrics.BATCH_FALLBACKS.labels(self.stage.name).inc()
-                log.info("batch failed, one event at a time", extra={"stage": self.stage.name, "error": repr(exc)})
-        done = []
-        for position, (source, event) in enumerate(events):
-            if self.breaker.is_open:
-                self._park(events[position:])
-                break
-            if self._run_one(source, event):
-                done.append(source)
-        self._resolve_replays(done)
+        return invalid, events
 
-    def _resolve_replays(self, sources: Sequence[SourceMessage]) -> None:
+    def _not_waiting(self, events: list[tuple[SourceMessage, Event]]) -> list[tuple[SourceMessage, Event]]:
+        """Leave out events that already wait in PendingRetry for this group (redelivered after a rebalance or
+        a failed commit): their row owns them, and running them here too could dead-letter an event that its
+        retry then handles."""
+        if not events:
+            return events
+        waiting = {row[0] for row in fetch(WAITING_SQL, [self.stage.group_id, [e.event_id for _, e in events]])}
+        if waiting:
+            metrics.EVENTS_SKIPPED.labels(self.stage.name).inc(len(waiting))
+        return [(s, e) for s, e in events if e.event_id not in waiting]
+
+    def _resolve_replays(self, handled: Sequence[tuple[SourceMessage, Event]]) -> None:
         """A replayed dead letter whose event this group has now handled is resolved."""
-        ids = [v.decode(errors="replace") for s in sources for k, v in s.headers if k == REPLAY_HEADER and v]
-        if ids:
-            mark_replays_resolved(ids, consumer_group=self.stage.group_id)
+        tokens = [(value.decode(errors="replace"), event.event_id) for source, event in handled
+                  for name, value in source.headers if name == REPLAY_TOKEN_HEADER and value]
+        if tokens:
+            mark_replays_resolved(tokens, consumer_group=self.stage.group_id)
 
     def _claim(self, events: Sequence[Event]) -> list[Event]:
         """Record the events as processed by this group; returns those not processed before."""
@@ -127,6 +165,7 @@ class Processor:
     def _succeeded(self, events: Sequence[Event]) -> None:
         now = timezone.now()
         self._processed.inc(len(events))
+        self.line.succeeded(len(events))
         for event in events:
             self._event_age.observe(max((now - event.occurred_at).total_seconds(), 0))
             self.breaker.record(outage=False)
@@ -173,6 +212,7 @@ class Processor:
         metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
         self.breaker.record(outage=self.policy.is_outage(exc))
         if self.stage.dead_letters is DeadLetterPolicy.LOG_AND_COUNT:
+            self.line.dead_lettered(1, self.stage.name)
             metrics.EVENTS_DROPPED.labels(self.stage.name, kind).inc()
             log.warning("handler failed; acknowledged (dead-letter policy: log and count)", exc_info=exc,
                         extra={"stage": self.stage.name, "event_id": str(event.event_id)})
@@ -187,49 +227,80 @@ class Processor:
         keep([pending_row(self.stage.group_id, source, event, attempts=attempts, due=due, now=now, exc=exc)])
         metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
 
-    def _park(self, events: Sequence[tuple[SourceMessage, Event]]) -> None:
-        """Keep events for later without spending an attempt (the breaker is open)."""
+    def _park(self, events: Sequence[tuple[SourceMessage, Event]],
+              note: str = "parked while the circuit breaker was open") -> None:
+        """Keep events for later without spending an attempt (the breaker is open, or the time budget is spent)."""
         now = timezone.now()
-        keep([pending_row(self.stage.group_id, s, e, attempts=0, due=now, now=now,
-                          note="parked while the circuit breaker was open") for s, e in events])
+        keep([pending_row(self.stage.group_id, s, e, attempts=0, due=now, now=now, note=note) for s, e in events])
 
     # --- retries --------------------------------------------------------------------------------------
-    def run_due(self, limit: int = 100) -> int:
-        """Run due retries (none while the breaker is open). Returns how many rows were attempted."""
+    def run_due(self, limit: int = 100, *, budget_seconds: float | None = None) -> int:
+        """Run due retries (none while the breaker is open), one transaction per row, for at most
+        `budget_seconds` (settings.WORKER_TIME_BUDGET_SECONDS), so a slow dependency cannot keep the consumer
+        from polling past max.poll.interval.ms. Returns how many rows were attempted.
+
+        A row whose retry cannot be made durable (its dead letter not acknowledged) rolls back alone and is
+        postponed by its backoff, so the rows behind it run now instead of after it, again and again."""
         if not self.breaker.allows_work():
             return 0
-        with transaction.atomic():
-            rows = list(
-                PendingRetry.objects.select_for_update(skip_locked=True)
-                .filter(consumer=self.stage.group_id, next_attempt_at__lte=timezone.now())
-                .order_by("next_attempt_at")[:limit]
-            )
-            done = 0
-            for row in rows:
-                if self.breaker.is_open:
-                    break
-                self._retry(row, probe=False)
-                done += 1
+        deadline = time.monotonic() + (budget_seconds if budget_seconds is not None
+                                       else settings.WORKER_TIME_BUDGET_SECONDS)
+        done = 0
+        while done < limit and time.monotonic() < deadline and self.breaker.allows_work():
+            if self._retry_next(probe=False) is None:
+                break
+            done += 1
         return done
 
     def probe(self) -> bool | None:
         """Half-open breaker: try the oldest waiting event once, without spending its attempt on a transient
-        failure. Returns the probe's success, or None when nothing waits (the breaker then closes)."""
-        with transaction.atomic():
-            row = (
-                PendingRetry.objects.select_for_update(skip_locked=True)
-                .filter(consumer=self.stage.group_id)
-                .order_by("next_attempt_at")
-                .first()
-            )
-            if row is None:
-                self.breaker.record(outage=False)
-                return None
-            return self._retry(row, probe=True)
+        failure. Returns the probe's success, or None when no row could be tried. Only when nothing waits at
+        all does the breaker close; rows that wait under another worker's lock keep it half-open (that worker
+        is trying them: their outcome, not an empty table, says whether the dependency is back)."""
+        return self._retry_next(probe=True)
+
+    def _retry_next(self, *, probe: bool) -> bool | None:
+        """Lock the next row (the next due one, or for a probe the oldest) and retry it in its own transaction.
+        Returns the retry's success, or None when there is no row to take."""
+        taken: list[PendingRetry] = []
+        try:
+            with transaction.atomic():
+                # Not while the stage is paused: another consumer of the group may not have read the pause yet.
+                rows = PendingRetry.objects.select_for_update(skip_locked=True).filter(
+                    ~Exists(StagePause.objects.filter(stage=self.stage.name)), consumer=self.stage.group_id)
+                if not probe:
+                    rows = rows.filter(next_attempt_at__lte=timezone.now())
+                row = rows.order_by("next_attempt_at").first()
+                if row is None:
+                    if probe and not PendingRetry.objects.filter(consumer=self.stage.group_id).exists():
+                        self.breaker.record(outage=False)
+                    return None
+                taken.append(row)
+                return self._retry(row, probe=probe)
+        except LineStopped:
+            raise
+        except Exception:
+            if not taken:
+                raise
+            self._postpone(taken[0])
+            return False
+
+    def _postpone(self, row: PendingRetry) -> None:
+        """The retry of `row` rolled back for a reason outside its handler: try it again after its backoff."""
+        log.exception("retry could not be made durable; postponed", extra={
+            "stage": self.stage.name, "event_id": str(row.event_id)})
+        due = timezone.now() + datetime.timedelta(seconds=self.backoff.delay(max(row.attempts, 1)))
+        PendingRetry.objects.filter(pk=row.pk).update(next_attempt_at=due)
 
     def _retry(self, row: PendingRetry, *, probe: bool) -> bool:
         source = source_of(row)
-        event = decode(source.value)  # it decoded when it was stored
+        try:
+            event = decode(source.value)
+        except InvalidEvent as exc:  # it decoded when it was stored; the contract has tightened since
+            self._dead_letter([self._record(source, None, exc, attempts=row.attempts, reason="invalid",
+                                            first_failed_at=row.first_failed_at)])
+            row.delete()
+            return False
         try:
             with transaction.atomic():
                 fresh = self._claim([event])
@@ -237,28 +308,31 @@ class Processor:
                     self._handle_one(event)
             row.delete()
             self._succeeded(fresh)
-            self._resolve_replays([source])
+            self._resolve_replays([(source, event)])
             return True
         except Exception as exc:
-            outage = self.policy.is_outage(exc)
-            self.breaker.record(outage=outage)
-            kind = "transient" if self.policy.is_transient(exc) else "retry"
-            metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
-            attempts = row.attempts if (probe and outage) else row.attempts + 1
-            if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
-                reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
-                record = self._record(source, event, exc, attempts=attempts, reason=reason,
-                                      first_failed_at=row.first_failed_at)
-                self._dead_letter([record])
-                row.delete()
-                return False
-            now = timezone.now()
-            row.error_class, row.error_message, row.traceback = error_parts(exc)
-            row.attempts, row.last_failed_at = attempts, now
-            row.next_attempt_at = now + datetime.timedelta(seconds=self.backoff.delay(max(attempts, 1)))
-            row.save()
-            metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
+            self._retry_failed(row, source, event, exc, probe=probe)
             return False
+
+    def _retry_failed(self, row: PendingRetry, source: SourceMessage, event: Event, exc: Exception, *,
+                      probe: bool) -> None:
+        outage = self.policy.is_outage(exc)
+        self.breaker.record(outage=outage)
+        kind = "transient" if self.policy.is_transient(exc) else "retry"
+        metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
+        attempts = row.attempts if (probe and outage) else row.attempts + 1
+        if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
+            reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
+            self._dead_letter([self._record(source, event, exc, attempts=attempts, reason=reason,
+                                            first_failed_at=row.first_failed_at)])
+            row.delete()
+            return
+        now = timezone.now()
+        row.error_class, row.error_message, row.traceback = error_parts(exc)
+        row.attempts, row.last_failed_at = attempts, now
+        row.next_attempt_at = now + datetime.timedelta(seconds=self.backoff.delay(max(attempts, 1)))
+        row.save()
+        metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
 
     # --- dead letters ---------------------------------------------------------------------------------
     def _record(self, source, event, exc, *, attempts, reason, first_failed_at=None) -> DeadLetterRecord:
@@ -274,8 +348,11 @@ class Processor:
         )
 
     def _dead_letter(self, records: list[DeadLetterRecord]) -> None:
+        """Dead-letter (or drop) the records, unless they pass the stage's limit: then LineStopped is raised
+        and none of them is written (workers.line)."""
         if not records:
             return
+        self.line.dead_lettered(len(records), self.stage.name)
         if self.stage.dead_letters is DeadLetterPolicy.LOG_AND_COUNT:
             for record in records:
                 metrics.EVENTS_DROPPED.labels(self.stage.name, record.reason).inc()

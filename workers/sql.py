@@ -23,7 +23,12 @@ from django.db.backends.postgresql.base import ServerBindingCursor
 
 @contextmanager
 def bound_cursor() -> Iterator[Any]:
-    """A Django cursor on the current connection that binds parameters server-side."""
+    """A Django cursor on the current connection that binds parameters server-side.
+
+    It runs Django's connection health check first (CONN_HEALTH_CHECKS) as `connection.cursor()` does: a
+    persistent connection that PostgreSQL dropped (a restart, pg_terminate_backend) is then replaced at the start
+    of a request instead of failing it with a 500."""
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = ServerBindingCursor(connection.connection)
     try:

@@ -10,7 +10,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -53,6 +53,24 @@ class RetryPolicy:
         return isinstance(exc, (*TRANSIENT_ERRORS, *self.outage_errors, *self.transient_errors))
 
 
+@dataclass(frozen=True)
+class DeadLetterLimit:
+    """When a stage stops the line (workers.line): more than `max_share` of the last `window` events given up on
+    (dead-lettered, or dropped under LOG_AND_COUNT), or `max_in_a_row` of them in a row."""
+
+    max_share: float = 0.5
+    window: int = 200
+    max_in_a_row: int = 100
+
+    @classmethod
+    def from_settings(cls) -> DeadLetterLimit:
+        """The default of every stage: settings.STOP_THE_LINE_SHARE / _WINDOW / _IN_A_ROW."""
+        from django.conf import settings
+
+        return cls(max_share=settings.STOP_THE_LINE_SHARE, window=settings.STOP_THE_LINE_WINDOW,
+                   max_in_a_row=settings.STOP_THE_LINE_IN_A_ROW)
+
+
 class DeadLetterPolicy(enum.Enum):
     """What happens to a message the stage gives up on (as Arroyo's DlqPolicy).
 
@@ -81,6 +99,7 @@ class Stage:
                     A stage whose effect is idempotent by nature and outside the DB (cache deletes) may turn
                     it off.
     retry, dead_letters: the stage's policies (above).
+    dead_letter_limit: when the stage pauses itself instead of dead-lettering on (None: never).
     trace:          optional hook: correlation id -> this stage's rows of the enrollment trace (workers.trace).
     on_close:       release what the handler holds (HTTP sessions) at shutdown.
     """
@@ -94,6 +113,7 @@ class Stage:
     record_processed: bool = True
     retry: RetryPolicy = RetryPolicy()
     dead_letters: DeadLetterPolicy = DeadLetterPolicy.PUBLISH
+    dead_letter_limit: DeadLetterLimit | None = field(default_factory=DeadLetterLimit.from_settings)
     trace: TraceHook | None = None
     on_close: Callable[[], None] | None = None
 

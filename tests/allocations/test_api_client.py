@@ -229,3 +229,17 @@ def test_a_bad_release_body_is_400_and_releases_nothing(api, live_server, body):
     response = requests.post(f"{live_server.url}/api/allocations/release", json=body,
                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
     assert response.status_code == 400 and response.json()["errors"], response.content
+
+
+def test_more_requests_than_one_batch_call_takes_are_sent_in_several(api, course):
+    """The API takes 500 per call: 1,001 requests are three calls, each item still answered on its own."""
+    student = StudentFactory()
+    bought = ask(student.pk, course.pk)
+    TrainerFactory(courses=[course])
+    unknown = [AllocationRequest(student.pk, course.pk, 10**9 + n) for n in range(1_000)]
+    results = api.allocate_many([*unknown[:600], bought, *unknown[600:]])
+    assert len(results) == 1_001
+    assert all(isinstance(r, PermanentError) and "unknown purchase" in str(r) for r in results[:600] + results[601:])
+    assert isinstance(results[600], AllocationResult) and results[600].student_id == student.pk
+    assert api.release([10**9 + n for n in range(1_001)] + [bought.purchase_id])[0]["purchase_id"] == \
+        bought.purchase_id

@@ -20,11 +20,14 @@ Decided behaviour, asserted by tests/e2e/test_bad_input_corpus.py:
   idempotency key: ProcessedEvent (group, event_id)); it is not dead-lettered. `duplicate()` builds one.
 - The Kafka key is routing only (student id by convention) and is not validated: a null, binary or huge key on a
   bad value is dead-lettered for the value, and the dead letter keeps the key byte for byte.
-- Not in the corpus: a NUL byte in a header *value* (the dead-letter store cannot keep it in its jsonb column;
-  an open bug with a strict xfail in tests/workers/test_dead_letter_store.py).
+- Headers are kept byte for byte (a NUL or binary value too: the store keeps them base64-encoded), up to the
+  limits a stage accepts (settings.KAFKA_MAX_HEADERS, KAFKA_MAX_HEADER_BYTES); past them the message is invalid.
+- A message whose dead-letter copy would not fit the broker (a value within a few KB of the limit, a compressed
+  value that expands past it, megabytes of headers) is dead-lettered cut, with the cut part's size and SHA-256.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -79,6 +82,8 @@ class Case:
     message: str  # expected substring of dlq.error_message
     key: bytes | None = b"corpus"
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    cut: str = ""  # the part its dead-letter copy must cut to fit the broker ("value", "headers")
+    producer: dict = field(default_factory=dict)  # producer settings it needs (compression, a larger limit)
 
     @property
     def case_id(self) -> str:
@@ -371,12 +376,33 @@ def _keys_and_headers() -> list[Case]:
         Case("", "10 KB key", bad, "invalid", "not JSON", key=b"k" * 10_000),
         Case("", "SQL injection key", bad, "invalid", "not JSON", key=b"'; DROP TABLE dead_letters; --"),
         Case("", "binary header", bad, "invalid", "not JSON", headers=[("x-bin", b"\xff\xfe\xfd")]),
+        Case("", "NUL in a header value", bad, "invalid", "not JSON", headers=[("x-nul", b"a\x00b")]),
         Case("", "10 KB header", bad, "invalid", "not JSON", headers=[("x-big", b"h" * 10_000)]),
         Case("", "HTML header", bad, "invalid", "not JSON", headers=[("x-html", b"<script>alert(1)</script>")]),
-        Case("", "100 headers", bad, "invalid", "not JSON", headers=[(f"x-{i}", str(i).encode()) for i in range(100)]),
+        Case("", "100 headers", bad, "invalid", "101 headers, over the limit",  # and the case header
+             headers=[(f"x-{i}", str(i).encode()) for i in range(100)]),
         Case("", "empty header name and value", bad, "invalid", "not JSON", headers=[("", b"")]),
         Case("", "spoofed dlq headers", bad, "invalid", "not JSON", headers=spoof),
     ]
+
+
+BIG = {"message.max.bytes": 10_000_000}
+
+
+def _too_big(topic_base: str, event_type: str, seed: Seed) -> list[Case]:
+    """Messages whose dead-letter copy cannot be the original: it is cut to fit the broker (workers.oversize).
+    Their key names the case, since a copy without its headers has lost the case header."""
+    heavy = [(f"x-heavy-{i}", bytes([65 + i]) * 200_000) for i in range(10)]  # 2 MB of headers
+    cases = [
+        Case(topic_base, "just under the broker limit", b'{"pad": "' + b"x" * 1_040_000 + b'"}', "invalid",
+             "over the 262144-byte limit", cut="value"),
+        Case(topic_base, "compressed 5 MB of zeros", b"\x00" * 5_000_000, "invalid", "over the 262144-byte limit",
+             cut="value", producer={**BIG, "compression.type": "gzip"}),
+        Case(topic_base, "valid event with 2 MB of headers", dumps(envelope(event_type, real_payload(event_type,
+             seed))), "invalid", "headers are", headers=heavy, cut="headers",
+             producer={**BIG, "compression.type": "lz4"}),
+    ]
+    return [dataclasses.replace(c, key=c.case_id.encode()) for c in cases]
 
 
 def corpus(topic_base: str, seed: Seed) -> list[Case]:
@@ -387,6 +413,7 @@ def corpus(topic_base: str, seed: Seed) -> list[Case]:
     cases = [Case(topic_base, name, value, reason, message) for name, value, reason, message in rows]
     cases += [Case(topic_base, c.name, c.value, c.reason, c.message, key=c.key, headers=c.headers)
               for c in _keys_and_headers()]
+    cases += _too_big(topic_base, event_type, seed)
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique per topic"
     return cases

@@ -8,12 +8,13 @@ from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from enrollment.events import PURCHASE_CREATED, TRAINER_ALLOCATED
 from enrollment.models import Student
 from workers.envelope import build_event
 from workers.errors import PermanentError, Superseded, TransientError
-from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, make_producer, topic
+from workers.kafka import DEAD_LETTER_TOPIC, admin_client, make_consumer, make_producer, topic
 from workers.outbox import emit
 from workers.stage import RetryPolicy, Stage
 
@@ -107,3 +108,11 @@ def committed_offset(group_id: str, topic_base: str, partition: int = 0) -> int:
         return consumer.committed([TopicPartition(topic(topic_base), partition)], timeout=10)[0].offset
     finally:
         consumer.close()
+
+
+def set_topic_config(name: str, key: str, value: str) -> None:
+    """Change one config of a real topic, as an operator with kafka-configs.sh would."""
+    client = admin_client()
+    resource = ConfigResource("topic", name, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    client.incremental_alter_configs([resource])[resource].result(10)

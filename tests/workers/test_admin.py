@@ -233,20 +233,20 @@ def test_a_row_replayed_twice_is_handled_once_and_ends_resolved(admin_client, ma
     assert row.consumer_group == group_id
 
     _action(admin_client, "replay_selected", [row])
-    _action(admin_client, "replay_selected", [row])  # an impatient operator
-    support.poll_until(consumer, lambda: support.committed_offset(group_id, "purchase-created") == 3)
+    _action(admin_client, "replay_selected", [row])  # an impatient operator: the replay is in flight, skipped
+    support.poll_until(consumer, lambda: support.committed_offset(group_id, "purchase-created") == 2)
 
     row.refresh_from_db()
     assert (row.status, row.status_reason) == (DeadLetter.Status.RESOLVED, "replay succeeded")
-    assert support.CALLS[event.event_id] == 2  # the failure, then one success; the second copy was skipped
+    assert support.CALLS[event.event_id] == 2  # the failure, then one success
     assert support.effects([event]) == 1
     assert ProcessedEvent.objects.filter(consumer=group_id, event_id=event.event_id).count() == 1
     assert OutboxEvent.objects.filter(correlation_id=event.correlation_id, event_type=TRAINER_ALLOCATED).count() == 1
     assert len(support.read_topic("trainer-allocated", 1)) == 1
     # a resolved dead letter is not replayed again
     _action(admin_client, "replay_selected", [row])
-    assert len(support.read_topic("purchase-created", 3)) == 3
-    assert list(DeadLetterAction.objects.order_by("id").values_list("count", flat=True)) == [1, 1, 0]
+    assert len(support.read_topic("purchase-created", 2)) == 2
+    assert list(DeadLetterAction.objects.order_by("id").values_list("count", flat=True)) == [1, 0, 0]
 
 
 # --- the enrollment trace ---------------------------------------------------------------------------------

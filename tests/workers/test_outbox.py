@@ -131,8 +131,24 @@ def test_relay_keeps_rows_while_the_broker_is_unreachable(topic_prefix):
     _leftover_rows(3)
     unreachable = OutboxPublisher(make_producer(**{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1000}))
     assert relay_once(unreachable, flush_timeout=3) == 0
-    assert OutboxEvent.objects.filter(sent_at__isnull=True, publish_attempts=1).count() == 3
+    waiting = OutboxEvent.objects.filter(sent_at__isnull=True, publish_attempts=1)
+    assert waiting.count() == 3
+    assert all(row.next_attempt_at > timezone.now() for row in waiting)  # each backs off on its own
+    assert relay_once(OutboxPublisher()) == 0
+    waiting.update(next_attempt_at=timezone.now())
     assert relay_once(OutboxPublisher()) == 3
+
+
+def test_a_row_that_keeps_failing_never_holds_up_the_rows_behind_it(topic_prefix):
+    poison, *good = _leftover_rows(4)
+    OutboxEvent.objects.filter(pk=poison.pk).update(topic="not a valid topic name!", created_at=timezone.now()
+                                                   - datetime.timedelta(hours=1))  # the oldest: selected first
+    relay = OutboxPublisher()
+    sent = [relay_once(relay, limit=1, flush_timeout=5) for _ in range(4)]
+    assert sent == [0, 1, 1, 1]
+    assert not OutboxEvent.objects.filter(pk__in=[r.pk for r in good], sent_at__isnull=True).exists()
+    poison.refresh_from_db()
+    assert poison.sent_at is None and poison.publish_attempts == 1 and "topic" in poison.last_error.lower()
 
 
 def test_relay_outbox_command_runs_once(topic_prefix):

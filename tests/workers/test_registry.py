@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from enrollment.events import SESSIONS_SCHEDULED
@@ -113,3 +113,16 @@ def test_check_command_fails_on_a_wrong_registry():
     with override_settings(PIPELINE_STAGES=["no.such.module.STAGE"]), pytest.raises(SystemCheckError,
                                                                                     match="workers.E001"):
         call_command("check")
+
+
+
+@pytest.mark.parametrize(("command", "args", "message"), [
+    ("consume_purchases", ["--batch-size", "0"], "--batch-size: 0 is out of range: from 1 to 10000"),
+    ("consume_allocations", ["--batch-size", "50000"], "--batch-size: 50000 is out of range"),
+    ("consume_sessions", ["--batch-size", "lots"], "--batch-size: 'lots' is not a number"),
+    ("consume_cache", ["--batch-wait", "-1"], "--batch-wait: -1.0 is out of range: from 0 to 60"),
+    ("consume_dead_letters", ["--batch-size", "0"], "--batch-size: 0 is out of range"),
+])
+def test_a_consumer_command_refuses_a_batch_size_out_of_range_with_a_clear_error(command, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command(command, *args)

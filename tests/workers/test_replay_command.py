@@ -5,10 +5,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from tests.factories import DeadLetterFactory
 from tests.workers import support
-from workers.dead_letter_store import REPLAY_HEADER
+from workers.dead_letter_store import REPLAY_HEADER, REPLAY_STALE_SECONDS
 from workers.models import DeadLetter, DeadLetterAction
 
 pytestmark = pytest.mark.django_db
@@ -83,8 +84,12 @@ def test_ids_replay_publishes_and_audits_as_the_cli_user(rows):
 def test_replayed_rows_are_replayed_again_only_when_asked(rows):
     _replay("--id", str(rows["alloc_old"].pk))
     assert "nothing to replay" in _replay("--id", str(rows["alloc_old"].pk))
+    with pytest.raises(CommandError, match="1 replayed a moment ago"):  # its replay may still be in flight
+        _replay("--id", str(rows["alloc_old"].pk), "--status", "replayed")
+    DeadLetter.objects.filter(pk=rows["alloc_old"].pk).update(  # a replay that never resolved: lost, say
+        status_changed_at=timezone.now() - datetime.timedelta(seconds=REPLAY_STALE_SECONDS + 1))
     assert "replayed 1 of 1" in _replay("--id", str(rows["alloc_old"].pk), "--status", "replayed")
-    assert list(DeadLetterAction.objects.values_list("count", flat=True).order_by("id")) == [1, 1]
+    assert list(DeadLetterAction.objects.values_list("count", flat=True).order_by("id")) == [1, 0, 1]
 
 
 def test_a_bad_since_is_refused(rows):

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from workers import metrics
+from workers.command import MAX_BATCH_SIZE, bounded
 from workers.dead_letter_store import PERSISTER_GROUP, persist_batch
 from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, topic
 from workers.loop import StopFlag, run_until_stopped
@@ -18,7 +19,8 @@ class Command(BaseCommand):
     help = "Store every message of dead-letter-queue as a DeadLetter row (idempotent), for review in the admin."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--batch-size", type=bounded(int, 1, MAX_BATCH_SIZE), default=500,
+                            help=f"messages per poll (1 to {MAX_BATCH_SIZE})")
         parser.add_argument("--metrics-port", type=int, default=settings.METRICS_PORT,
                             help="serve Prometheus metrics on this port (0: off)")
 

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from workers.outbox import prune
 
@@ -13,6 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--processed-days", type=int, default=settings.PROCESSED_EVENT_RETENTION_DAYS)
 
     def handle(self, *args, outbox_days, processed_days, **options):
-        result = prune(outbox_days=outbox_days, processed_days=processed_days)
+        try:
+            result = prune(outbox_days=outbox_days, processed_days=processed_days)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"deleted {result['outbox_events']} outbox event(s), "
                           f"{result['processed_events']} processed event(s)")

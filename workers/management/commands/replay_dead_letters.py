@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from workers import dead_letter_actions
+from workers.dead_letter_store import UNREPLAYABLE
 from workers.models import DeadLetter
 
 
@@ -44,7 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--since", type=parse_since, help="last failure at or after this ISO date/datetime")
         parser.add_argument("--status", default=DeadLetter.Status.NEW,
                             choices=[DeadLetter.Status.NEW, DeadLetter.Status.REPLAYED],
-                            help="only rows in this status (default: new)")
+                            help="only rows in this status (default: new); a replayed row is replayed again only "
+                                 "once its last replay is older than REPLAY_STALE_SECONDS (5 min) without "
+                                 "resolving")
         parser.add_argument("--dry-run", action="store_true", help="print what would be replayed, change nothing")
 
     def selection(self, *, ids: list[int], stage: str | None, error: str | None,
@@ -72,7 +75,11 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("nothing to replay")
             return
-        done = dead_letter_actions.replay(rows, actor=f"cli:{operator_name()}")
-        self.stdout.write(f"replayed {done} of {len(rows)} dead letter(s)")
-        if done < len(rows):
-            raise CommandError(f"{len(rows) - done} dead letter(s) were not acknowledged by the broker")
+        result = dead_letter_actions.replay(rows, actor=f"cli:{operator_name()}")
+        self.stdout.write(f"replayed {result.replayed} of {len(rows)} dead letter(s)")
+        for kind, count in sorted(result.refused.items()):
+            self.stderr.write(f"{count} refused, {UNREPLAYABLE[kind]}")
+        if result.replayed < len(rows):
+            raise CommandError(f"{len(rows) - result.replayed} dead letter(s) not replayed: "
+                               f"{sum(result.refused.values())} refused, {result.skipped} replayed a moment ago "
+                               "by someone else or not acknowledged by the broker")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers.health import DEFAULT_TIMEOUT_SECONDS, check, targets
+from workers.health import DEFAULT_TIMEOUT_SECONDS, check, pauses, targets
 
 
 class Command(BaseCommand):
@@ -30,8 +30,10 @@ class Command(BaseCommand):
         known = targets()
         names = sorted(known) if all else stage or []
         unhealthy = []
+        paused = pauses()
         for name in names:
-            health = check(known[name], max_lag=max_lag, max_idle_seconds=max_idle_seconds, timeout=timeout)
+            health = check(known[name], max_lag=max_lag, max_idle_seconds=max_idle_seconds, timeout=timeout,
+                           pause=paused.get(name))
             self.stdout.write(health.line())
             if not health.healthy:
                 unhealthy.append(name)
