@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from workers import dead_letter_actions
 from workers.dead_letter_store import UNREPLAYABLE
 from workers.dead_letters import decode_headers
-from workers.models import DeadLetter, DeadLetterAction
+from workers.models import DeadLetter, DeadLetterAction, StageControlAction, StagePause
 from workers.registry import contract
 from workers.trace import build_trace, trace_link
 
@@ -41,8 +41,21 @@ def header_value(value: bytes | None) -> str:
     return "(null)" if value is None else value.decode("utf-8", errors="backslashreplace")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the framework and its commands: shown, never edited here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = ("id", "stage", "reason", "error_class", "status", "event_type", "partition_key_shown",
                     "correlation_id", "attempts", "last_failed_at")
     list_filter = ("stage", "reason", "error_class", "status", "malformed", "last_failed_at", "created_at")
@@ -69,16 +82,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                        "partition_key_shown", "dead_letter_id", "created_at", "original_topic", "original_partition",
                        "original_offset", "key_text", "headers_table", "payload_pretty")
 
-    # --- permissions: read-only for everyone; actions need their own permission ---------------------
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
-
+    # --- permissions: read-only for everyone (ReadOnlyAdmin); actions need their own permission -------
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("workers.replay_deadletter")
 
@@ -201,7 +205,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetterAction)
-class DeadLetterActionAdmin(admin.ModelAdmin):
+class DeadLetterActionAdmin(ReadOnlyAdmin):
     """The audit trail, read-only."""
 
     list_display = ("created_at", "actor", "action", "count", "dead_letter_ids", "reason")
@@ -210,11 +214,21 @@ class DeadLetterActionAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "actor", "action", "count", "dead_letter_ids", "reason")
     fields = readonly_fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: DeadLetterAction | None = None) -> bool:
-        return False
+@admin.register(StagePause)
+class StagePauseAdmin(ReadOnlyAdmin):
+    """The paused stages (stop-the-line or `pause_stage`); `resume_stage NAME` lifts a pause."""
 
-    def has_delete_permission(self, request: HttpRequest, obj: DeadLetterAction | None = None) -> bool:
-        return False
+    list_display = ("stage", "paused_at", "paused_by", "automatic", "reason")
+    readonly_fields = list_display
+    fields = list_display
+
+
+@admin.register(StageControlAction)
+class StageControlActionAdmin(ReadOnlyAdmin):
+    """The audit trail of pauses and resumes."""
+
+    list_display = ("created_at", "stage", "action", "actor", "reason", "accept_dead_letters")
+    list_filter = ("stage", "action", "created_at")
+    readonly_fields = list_display
+    fields = list_display

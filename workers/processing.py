@@ -9,12 +9,15 @@ Guarantees, given that the caller commits offsets only after `process()` returns
   neighbours' effects.
 - Retries without stalling: a transiently failed event becomes a PendingRetry row (the original message
   inside) in PostgreSQL, so its offset can be committed and the partition keeps flowing. Due rows are run by
-  `run_due()` between polls. Why a table rather than retry topics: the attempt count, due time and the
-  handler's effects then live in one transactional store (a retry that succeeds deletes its row in the same
-  transaction that claims the event), it survives restarts and rebalances with no extra topics per group,
+  `run_due()` between polls (workers.retrying). Why a table rather than retry topics: the attempt count, due
+  time and the handler's effects then live in one transactional store (a retry that succeeds deletes its row
+  in the same transaction that claims the event), it survives restarts and rebalances with no extra topics per group,
   and several workers of a group share the due rows with SELECT ... FOR UPDATE SKIP LOCKED.
 - Anything the framework cannot make durable (database down, DLQ not acknowledged) raises out of `process()`,
   and the caller rewinds the batch instead of committing it.
+- Liveness: an event that already waits in PendingRetry (redelivered after a rebalance) is left to its row; a
+  batch falling back one event at a time parks what is left once WORKER_TIME_BUDGET_SECONDS is spent; dead
+  letters past the stage's limit stop the line (workers.line) instead of being written.
 """
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists
 from django.utils import timezone
 
 from workers import metrics
@@ -34,10 +36,10 @@ from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMe
 from workers.envelope import Event, InvalidEvent, decode, misplaced
 from workers.errors import PermanentError, Superseded
 from workers.line import LineMonitor, LineStopped
-from workers.models import PendingRetry, StagePause
 from workers.oversize import too_many_headers
-from workers.pending import error_parts, keep, pending_row, source_of
+from workers.pending import error_parts, keep, pending_row
 from workers.retry import Backoff, CircuitBreaker
+from workers.retrying import DueRetries
 from workers.sql import fetch, fetch_skipping_conflicts
 from workers.stage import DeadLetterPolicy, Stage
 
@@ -56,7 +58,7 @@ def _key_text(key: object) -> str | None:
     return None if key is None else str(key)
 
 
-class Processor:
+class Processor(DueRetries):
     def __init__(
         self, stage: Stage, *, backoff: Backoff, breaker: CircuitBreaker, dead_letters: DeadLetterPublisher
     ) -> None:
@@ -232,107 +234,6 @@ class Processor:
         """Keep events for later without spending an attempt (the breaker is open, or the time budget is spent)."""
         now = timezone.now()
         keep([pending_row(self.stage.group_id, s, e, attempts=0, due=now, now=now, note=note) for s, e in events])
-
-    # --- retries --------------------------------------------------------------------------------------
-    def run_due(self, limit: int = 100, *, budget_seconds: float | None = None) -> int:
-        """Run due retries (none while the breaker is open), one transaction per row, for at most
-        `budget_seconds` (settings.WORKER_TIME_BUDGET_SECONDS), so a slow dependency cannot keep the consumer
-        from polling past max.poll.interval.ms. Returns how many rows were attempted.
-
-        A row whose retry cannot be made durable (its dead letter not acknowledged) rolls back alone and is
-        postponed by its backoff, so the rows behind it run now instead of after it, again and again."""
-        if not self.breaker.allows_work():
-            return 0
-        deadline = time.monotonic() + (budget_seconds if budget_seconds is not None
-                                       else settings.WORKER_TIME_BUDGET_SECONDS)
-        done = 0
-        while done < limit and time.monotonic() < deadline and self.breaker.allows_work():
-            if self._retry_next(probe=False) is None:
-                break
-            done += 1
-        return done
-
-    def probe(self) -> bool | None:
-        """Half-open breaker: try the oldest waiting event once, without spending its attempt on a transient
-        failure. Returns the probe's success, or None when no row could be tried. Only when nothing waits at
-        all does the breaker close; rows that wait under another worker's lock keep it half-open (that worker
-        is trying them: their outcome, not an empty table, says whether the dependency is back)."""
-        return self._retry_next(probe=True)
-
-    def _retry_next(self, *, probe: bool) -> bool | None:
-        """Lock the next row (the next due one, or for a probe the oldest) and retry it in its own transaction.
-        Returns the retry's success, or None when there is no row to take."""
-        taken: list[PendingRetry] = []
-        try:
-            with transaction.atomic():
-                # Not while the stage is paused: another consumer of the group may not have read the pause yet.
-                rows = PendingRetry.objects.select_for_update(skip_locked=True).filter(
-                    ~Exists(StagePause.objects.filter(stage=self.stage.name)), consumer=self.stage.group_id)
-                if not probe:
-                    rows = rows.filter(next_attempt_at__lte=timezone.now())
-                row = rows.order_by("next_attempt_at").first()
-                if row is None:
-                    if probe and not PendingRetry.objects.filter(consumer=self.stage.group_id).exists():
-                        self.breaker.record(outage=False)
-                    return None
-                taken.append(row)
-                return self._retry(row, probe=probe)
-        except LineStopped:
-            raise
-        except Exception:
-            if not taken:
-                raise
-            self._postpone(taken[0])
-            return False
-
-    def _postpone(self, row: PendingRetry) -> None:
-        """The retry of `row` rolled back for a reason outside its handler: try it again after its backoff."""
-        log.exception("retry could not be made durable; postponed", extra={
-            "stage": self.stage.name, "event_id": str(row.event_id)})
-        due = timezone.now() + datetime.timedelta(seconds=self.backoff.delay(max(row.attempts, 1)))
-        PendingRetry.objects.filter(pk=row.pk).update(next_attempt_at=due)
-
-    def _retry(self, row: PendingRetry, *, probe: bool) -> bool:
-        source = source_of(row)
-        try:
-            event = decode(source.value)
-        except InvalidEvent as exc:  # it decoded when it was stored; the contract has tightened since
-            self._dead_letter([self._record(source, None, exc, attempts=row.attempts, reason="invalid",
-                                            first_failed_at=row.first_failed_at)])
-            row.delete()
-            return False
-        try:
-            with transaction.atomic():
-                fresh = self._claim([event])
-                if fresh:
-                    self._handle_one(event)
-            row.delete()
-            self._succeeded(fresh)
-            self._resolve_replays([(source, event)])
-            return True
-        except Exception as exc:
-            self._retry_failed(row, source, event, exc, probe=probe)
-            return False
-
-    def _retry_failed(self, row: PendingRetry, source: SourceMessage, event: Event, exc: Exception, *,
-                      probe: bool) -> None:
-        outage = self.policy.is_outage(exc)
-        self.breaker.record(outage=outage)
-        kind = "transient" if self.policy.is_transient(exc) else "retry"
-        metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
-        attempts = row.attempts if (probe and outage) else row.attempts + 1
-        if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
-            reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
-            self._dead_letter([self._record(source, event, exc, attempts=attempts, reason=reason,
-                                            first_failed_at=row.first_failed_at)])
-            row.delete()
-            return
-        now = timezone.now()
-        row.error_class, row.error_message, row.traceback = error_parts(exc)
-        row.attempts, row.last_failed_at = attempts, now
-        row.next_attempt_at = now + datetime.timedelta(seconds=self.backoff.delay(max(attempts, 1)))
-        row.save()
-        metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
 
     # --- dead letters ---------------------------------------------------------------------------------
     def _record(self, source, event, exc, *, attempts, reason, first_failed_at=None) -> DeadLetterRecord:

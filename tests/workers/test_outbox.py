@@ -29,8 +29,8 @@ from workers.outbox import (
     mark_sent_in_background,
     prune,
     publisher,
-    relay_once,
 )
+from workers.relay import relay_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PAYLOAD = {"allocation_id": 1, "trainer_id": 2, "student_id": 3, "course_id": 4}

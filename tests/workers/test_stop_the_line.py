@@ -105,3 +105,13 @@ def test_pause_and_resume_commands_need_a_known_stage_and_a_reason():
     with pytest.raises(CommandError, match="allocations is not paused"):
         call_command("resume_stage", "allocations")
     assert StageControlAction.objects.filter(stage="allocations").count() == 2
+
+
+def test_the_admin_lists_paused_stages_and_the_audit_trail_read_only(admin_client):
+    line.pause("allocations", reason="API maintenance", actor="cli:ops")
+    page = admin_client.get("/admin/workers/stagepause/")
+    assert page.status_code == 200 and b"API maintenance" in page.content and b"cli:ops" in page.content
+    line.resume("allocations", actor="cli:ops", reason="done")
+    audit = admin_client.get("/admin/workers/stagecontrolaction/")
+    assert audit.status_code == 200 and b"done" in audit.content
+    assert admin_client.get("/admin/workers/stagepause/add/").status_code == 403

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand
 
 from workers import metrics
 from workers.loop import StopFlag, run_until_stopped
-from workers.outbox import OutboxPublisher, relay_once
+from workers.outbox import OutboxPublisher
+from workers.relay import relay_once
 
 
 class Command(BaseCommand):
