@@ -1,6 +1,10 @@
 # The commands a user runs. Everything installs itself on a fresh Debian 12 machine (as root).
 PY := .venv/bin/python
 export DJANGO_SETTINGS_MODULE ?= settings
+# This checkout's random secrets for the local stack (settings/local_secrets.py: var/local-secrets.env, made
+# once); with DEBUG off no process starts without them. Values already in the environment win.
+$(foreach pair,$(shell python3 settings/local_secrets.py),$(eval $(subst =, ?= ,$(pair))))
+export SECRET_KEY ALLOCATION_API_TOKEN PAYMENT_WEBHOOK_SECRET REDIS_PASSWORD
 
 .PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test demo run bench chaos
 

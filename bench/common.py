@@ -39,6 +39,9 @@ def setup(prefix: str) -> dict[str, str]:
         "KAFKA_TOPIC_PARTITIONS": os.environ.get("KAFKA_TOPIC_PARTITIONS", "6"),
     }
     os.environ.update(env)
+    from settings.local_secrets import load_into_environ
+
+    load_into_environ()  # this checkout's secrets, unless the environment has its own (DEBUG is off)
     import django
 
     django.setup()

@@ -6,4 +6,6 @@ class EnrollmentConfig(AppConfig):
     verbose_name = "Enrollment"
 
     def ready(self) -> None:
-        from enrollment import checks  # noqa: F401  (registers the deploy checks)
+        from enrollment import checks  # registers the deploy checks
+
+        checks.require_secrets()

@@ -1,27 +1,49 @@
-"""Deploy checks of our own: secrets still at their local default (Django's own check cannot tell)."""
+"""Secrets fail closed: with DEBUG off no process starts while a secret is unset, the placeholder of
+.env.example or a local default (`require_secrets`, called when the app loads, so the web workers, every
+command and every consumer refuse alike); with DEBUG on, `check --deploy` still warns (enrollment.W001)."""
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-# The defaults in settings/__init__.py. tests/test_deploy.py checks that `check --deploy` without these
-# variables reports each of them, so this list cannot drift silently.
-LOCAL_VALUES = {
-    "SECRET_KEY": "insecure-local-only-secret-key-change-me-in-any-deployment",
-    "ALLOCATION_API_TOKEN": "local-allocation-token",
-    "PAYMENT_WEBHOOK_SECRET": "local-webhook-secret",
-}
+# The DEBUG-only defaults of settings/__init__.py, refused whatever DEBUG says in production.
+LOCAL_VALUES = settings.LOCAL_DEFAULTS
 # The placeholder of .env.example; a copied line may keep its trailing comment, so look for it inside the value.
 PLACEHOLDER = "change-me"
 
 
+def secret_problems() -> list[str]:
+    """What is wrong with each secret setting, one sentence each that names the variable."""
+    problems = []
+    for name, local in LOCAL_VALUES.items():
+        try:
+            value = getattr(settings, name, "") or ""
+        except ImproperlyConfigured:  # Django's own refusal of an empty SECRET_KEY: ours names every variable
+            value = ""
+        if not value.strip():
+            problems.append(f"{name} is unset")
+        elif value == local:
+            problems.append(f"{name} has its local default value")
+        elif PLACEHOLDER in value:
+            problems.append(f"{name} is the placeholder {PLACEHOLDER!r} of .env.example")
+    return problems
+
+
+def require_secrets() -> None:
+    """Refuse to start with DEBUG off and a missing or public secret."""
+    if settings.DEBUG:
+        return
+    problems = secret_problems()
+    if problems:
+        raise ImproperlyConfigured(
+            "refusing to start with DEBUG off: " + "; ".join(problems) + ". Set each in the environment to a "
+            "secret value (docs/operations.md, section 2); the local commands (make demo, make test) set their own.")
+
+
 @register(Tags.security, deploy=True)
 def secrets_are_not_local_defaults(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    return [
-        Warning(f"{name} has its local default or placeholder value.",
-                hint=f"Set {name} in the environment to a secret value.", id="enrollment.W001")
-        for name, local in LOCAL_VALUES.items()
-        if getattr(settings, name, "") == local or PLACEHOLDER in getattr(settings, name, "")
-    ]
+    return [Warning(f"{problem}.", hint="Set it in the environment to a secret value.", id="enrollment.W001")
+            for problem in secret_problems()]

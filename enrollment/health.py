@@ -8,6 +8,7 @@
           PostgreSQL (events wait in the outbox while Kafka is down; pages are served uncached without Redis),
           so a load balancer may want only that one, while monitoring asks for all (docs/operations.md).
 
+The Kafka check's outcome is reused for READYZ_KAFKA_CACHE_SECONDS (1 s) by every request of a process (`Cached`).
 Checks run one after the other, so the worst case is about the sum of their timeouts (Redis: REDIS_CONNECT_TIMEOUT
 and REDIS_TIMEOUT; Kafka: HEALTH_CHECK_TIMEOUT_SECONDS; PostgreSQL: its connect timeout). The body says which
 check failed and the exception class only; the detail goes to the log, not to whoever can reach the endpoint.
@@ -15,6 +16,7 @@ check failed and the exception class only; the detail goes to the log, not to wh
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -53,7 +55,39 @@ def check_kafka() -> None:
         raise ConnectionError("no broker in the cluster metadata")
 
 
-CHECKS: dict[str, Callable[[], None]] = {"database": check_database, "redis": check_redis, "kafka": check_kafka}
+class Cached:
+    """A check whose outcome (success or the exception) is reused for `seconds` by every request of this
+    process: /readyz is public, and a flood of requests must not become a flood of broker connections. Requests
+    that arrive while the check runs wait for its outcome instead of starting their own."""
+
+    def __init__(self, probe: Callable[[], None], seconds: Callable[[], float], target: Callable[[], str]) -> None:
+        self.probe, self.seconds, self.target = probe, seconds, target
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._checked: str | None = None  # what was checked (the broker list): another target is checked anew
+        self._error: Exception | None = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            target = self.target()
+            if self._at is None or self._checked != target or time.monotonic() - self._at >= self.seconds():
+                try:
+                    self.probe()
+                    self._error = None
+                except Exception as exc:
+                    self._error = exc
+                self._at, self._checked = time.monotonic(), target
+            error = self._error
+        if error is not None:
+            raise error
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": check_database,
+    "redis": check_redis,
+    "kafka": Cached(check_kafka, seconds=lambda: settings.READYZ_KAFKA_CACHE_SECONDS,
+                    target=lambda: settings.KAFKA_BROKERS),
+}
 
 
 def run_checks(names: list[str] | None = None) -> dict[str, dict[str, object]]:

@@ -56,6 +56,9 @@ def cached_page(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]
     except CACHE_ERRORS as exc:
         log.warning("page cache unavailable, serving uncached", extra={"key": key, "error": repr(exc)})
         return build()
+    except ValueError as exc:  # not JSON (planted, or left by an older serializer): never trusted, rebuilt
+        log.warning("cached page unreadable, rebuilt", extra={"key": key, "error": repr(exc)})
+        page = None
     if page is None:
         page = build()
         try:

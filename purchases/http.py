@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
@@ -66,24 +66,51 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def _limit_reads(request: HttpRequest) -> None:
+    """Under gunicorn, give the client's socket a read timeout of WEBHOOK_BODY_TIMEOUT_SECONDS for the rest of the
+    connection: a client that sends its body slowly (or not at all) is cut off with 408 instead of holding a web
+    thread, and so is one that trickles in a body we refused unread (gunicorn drains it before the next request
+    of a keep-alive connection). Django's development and test servers have no such socket."""
+    sock = request.META.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(settings.WEBHOOK_BODY_TIMEOUT_SECONDS)
+
+
+def _read_body(request: HttpRequest) -> tuple[bytes, JsonResponse | None]:
+    try:
+        body = request.body
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it at all
+        return b"", error(413, f"body over {MAX_BODY_BYTES} bytes")
+    except (OSError, UnreadablePostError):  # the read timed out (TimeoutError is an OSError) or the client left
+        return b"", error(408, f"body not received within {settings.WEBHOOK_BODY_TIMEOUT_SECONDS:g} s")
+    if len(body) > MAX_BODY_BYTES:
+        return b"", error(413, f"body over {MAX_BODY_BYTES} bytes")
+    return body, None
+
+
 def read_signed_json(request: HttpRequest, what: str) -> tuple[dict[str, Any] | None, JsonResponse | None]:
     """(the body as a JSON object, None), or (None, the 4xx answer). `what` names the body in messages."""
     if request.method != "POST":
         response = error(405, f"method not allowed: POST a signed JSON {what}")
         response["Allow"] = "POST"
         return None, response
+    _limit_reads(request)
     if request.content_type and request.content_type != "application/json":
         return None, error(415, "Content-Type must be application/json")
-    try:
-        body = request.body
-    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it at all
-        body = None
-    if body is None or len(body) > MAX_BODY_BYTES:
+    if not request.headers.get(TIMESTAMP_HEADER) or not request.headers.get(SIGNATURE_HEADER):
+        return None, error(401, "missing signature headers")  # refused before a byte of the body is read
+    declared = request.META.get("CONTENT_LENGTH") or ("" if "HTTP_TRANSFER_ENCODING" in request.META else "0")
+    if not declared.isdigit():  # a chunked body: its size is unknown until it has all been read
+        return None, error(411, "Content-Length is required")
+    if int(declared) > MAX_BODY_BYTES:  # from the header: the body is never read
         return None, error(413, f"body over {MAX_BODY_BYTES} bytes")
+    body, problem = _read_body(request)
+    if problem is not None:
+        return None, problem
     try:
         verify(
             body,
-            settings.PAYMENT_WEBHOOK_SECRET,
+            [settings.PAYMENT_WEBHOOK_SECRET, *settings.PAYMENT_WEBHOOK_PREVIOUS_SECRETS],
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),
             tolerance_seconds=settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS,

@@ -57,6 +57,9 @@ def fresh_database(name: str) -> str:
 def django_setup(env: dict[str, str]) -> None:
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    from settings.local_secrets import load_into_environ
+
+    load_into_environ()  # this checkout's secrets, unless the environment has its own (DEBUG is off)
     import django
 
     django.setup()
@@ -183,6 +186,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, str], list]:
            "CACHE_KEY_PREFIX": prefix, "WEB_PORT": str(args.port), "ADMIN_SERVICE_URL": f"http://127.0.0.1:{args.port}",
            "DJANGO_SETTINGS_MODULE": "settings", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
     django_setup(env)
+    env = {**os.environ}  # with the checkout's secrets, for the pipeline's processes
     from django.conf import settings
     from django.core.management import call_command
 

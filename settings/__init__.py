@@ -13,8 +13,22 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
 
 DEBUG = env.bool("DEBUG", default=False)
-# The local default only exists so a fresh checkout runs; production must set SECRET_KEY (check --deploy says so).
-SECRET_KEY = env("SECRET_KEY", default="insecure-local-only-secret-key-change-me-in-any-deployment")
+# Secrets have a default only with DEBUG on (a developer's laptop). With DEBUG off, every process refuses to start
+# while one is unset, a placeholder or a local default (enrollment.checks.require_secrets); the local commands give
+# each checkout random ones (settings/local_secrets.py).
+LOCAL_DEFAULTS = {
+    "SECRET_KEY": "insecure-local-only-secret-key-change-me-in-any-deployment",
+    "ALLOCATION_API_TOKEN": "local-allocation-token",
+    "PAYMENT_WEBHOOK_SECRET": "local-webhook-secret",
+    "REDIS_PASSWORD": "",  # with DEBUG on, a Redis without a password is allowed
+}
+
+
+def secret(name: str) -> str:
+    return env(name, default=LOCAL_DEFAULTS[name] if DEBUG else "")
+
+
+SECRET_KEY = secret("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
@@ -66,6 +80,7 @@ DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+REDIS_PASSWORD = secret("REDIS_PASSWORD")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -74,6 +89,10 @@ CACHES = {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=1.0),
             "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=1.0),
+            # Redis requires a password (AUTH), and values are JSON: whoever can reach Redis without the password
+            # can write nothing, and a planted value is data, never code (pickle would run it).
+            "PASSWORD": REDIS_PASSWORD or None,
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
         },
         "TIMEOUT": env.int("STUDENT_PAGE_CACHE_SECONDS", default=300),
         # Empty in production, so the student pages live under `student:home:{id}`; test runs set one so
@@ -106,9 +125,15 @@ DEAD_LETTER_MAX_BYTES = env.int("DEAD_LETTER_MAX_BYTES", default=900_000)
 
 # --- The allocation API and the payment webhook ------------------------------------------------
 ADMIN_SERVICE_URL = env("ADMIN_SERVICE_URL", default="http://127.0.0.1:8000")
-ALLOCATION_API_TOKEN = env("ALLOCATION_API_TOKEN", default="local-allocation-token")
+ALLOCATION_API_TOKEN = secret("ALLOCATION_API_TOKEN")
 ALLOCATION_API_TIMEOUT_SECONDS = env.float("ALLOCATION_API_TIMEOUT_SECONDS", default=30.0)
-PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="local-webhook-secret")
+PAYMENT_WEBHOOK_SECRET = secret("PAYMENT_WEBHOOK_SECRET")
+# During a rotation, the secrets the provider may still sign with (comma-separated); empty once it switched over.
+PAYMENT_WEBHOOK_PREVIOUS_SECRETS = env.list("PAYMENT_WEBHOOK_PREVIOUS_SECRETS", default=[])
+# Reading a webhook body: cut off a client that sends it slower than this (under gunicorn).
+WEBHOOK_BODY_TIMEOUT_SECONDS = env.float("WEBHOOK_BODY_TIMEOUT_SECONDS", default=5.0)
+# The largest request body Django reads at all: the API's largest is an allocation batch of 500 (about 60 KB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)
 
 # --- The pipeline: its stages and its event contract ---------------------------------------------
@@ -210,3 +235,4 @@ STORAGES = {
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Timeout of the Kafka check of /readyz (PostgreSQL and Redis use their connection timeouts).
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+READYZ_KAFKA_CACHE_SECONDS = env.float("READYZ_KAFKA_CACHE_SECONDS", default=1.0)  # /readyz reuses its Kafka check

@@ -1,5 +1,13 @@
 """Test settings: the same real services, shorter timeouts and backoffs so retries run in seconds."""
 from settings import *
+from settings.local_secrets import load_into_environ
+
+# The checkout's random secrets (settings/local_secrets.py), unless the environment has its own; in os.environ too,
+# so the processes the e2e tests start get the same.
+load_into_environ()
+SECRET_KEY, ALLOCATION_API_TOKEN, PAYMENT_WEBHOOK_SECRET, REDIS_PASSWORD = (
+    env(name) for name in ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD"))
+CACHES["default"]["OPTIONS"]["PASSWORD"] = REDIS_PASSWORD
 
 RETRY_BASE_SECONDS = 0.2
 RETRY_MAX_SECONDS = 2.0

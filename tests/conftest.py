@@ -10,6 +10,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def secrets_env() -> dict[str, str]:
+    """The secrets a subprocess with DEBUG off needs (the checkout's, loaded by settings.test into os.environ)."""
+    from settings.local_secrets import NAMES
+
+    return {name: os.environ[name] for name in NAMES}
+
+
 # What each test needs beyond PostgreSQL, so a suite can be picked by it (`pytest -m "not kafka and not e2e"`
 # runs on PostgreSQL and Redis alone). Tests say it with a fixture of the service, or with the marker.
 SERVICE_FIXTURES = {"topic_prefix": "kafka", "redis_cache": "redis"}

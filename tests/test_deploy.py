@@ -23,14 +23,15 @@ from tests.conftest import ROOT
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 # Settings whose default only suits a laptop: every app container must be given a value.
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "ADMIN_SERVICE_URL",
-                          "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "ALLOWED_HOSTS")
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "KAFKA_BROKERS",
+                          "ADMIN_SERVICE_URL", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "ALLOWED_HOSTS")
 PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": "p9Xc2-long-random-production-secret-key-0123456789-abcdefghijkl",
     "ALLOWED_HOSTS": "enroll.example.com,127.0.0.1",
     "ALLOCATION_API_TOKEN": "prod-allocation-token-7f3a",
     "PAYMENT_WEBHOOK_SECRET": "prod-webhook-secret-91bd",
+    "REDIS_PASSWORD": "prod-redis-password-5c1e",
     "SECURE_SSL_REDIRECT": "1",
     "SECURE_PROXY_SSL_HEADER": "1",
     "SESSION_COOKIE_SECURE": "1",
@@ -53,20 +54,42 @@ def test_check_deploy_passes_with_production_values():
     assert "no issues" in result.stdout
 
 
-def test_check_deploy_fails_with_the_local_defaults_and_names_each_problem():
-    result = run(PY, "manage.py", "check", "--deploy", "--fail-level", "WARNING", env={})
+SECRETS = ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD")
+
+
+@pytest.mark.parametrize("command", [
+    [PY, "manage.py", "check"],
+    [PY, "manage.py", "consume_allocations", "--help"],
+    [PY, "-c", "import settings.wsgi"],  # what gunicorn loads
+])
+def test_with_debug_off_no_process_starts_without_its_secrets_and_the_message_names_each(command):
+    result = run(*command, env={})
     assert result.returncode != 0
-    for check_id in ("security.W004", "security.W008", "security.W012", "security.W016"):
+    assert "refusing to start with DEBUG off" in result.stderr
+    for name in SECRETS:
+        assert f"{name} is unset" in result.stderr
+
+
+def test_a_local_default_or_the_placeholder_is_refused_too():
+    from enrollment.checks import LOCAL_VALUES
+
+    given = {**PRODUCTION, "SECRET_KEY": LOCAL_VALUES["SECRET_KEY"],
+             "PAYMENT_WEBHOOK_SECRET": "change-me          # HMAC-SHA256 signing secret"}
+    result = run(PY, "manage.py", "check", env=given)
+    assert result.returncode != 0
+    assert "SECRET_KEY has its local default value" in result.stderr
+    assert "PAYMENT_WEBHOOK_SECRET is the placeholder 'change-me' of .env.example" in result.stderr
+    assert "ALLOCATION_API_TOKEN" not in result.stderr
+
+
+def test_with_debug_on_the_local_defaults_start_and_check_deploy_names_them():
+    result = run(PY, "manage.py", "check", "--deploy", "--fail-level", "WARNING", env={"DEBUG": "1"})
+    assert result.returncode != 0
+    for check_id in ("security.W004", "security.W008", "security.W012", "security.W016", "security.W018"):
         assert check_id in result.stderr
-    for name in ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET"):
-        assert f"(enrollment.W001) {name} has its local default or placeholder value" in result.stderr
-
-
-def test_check_deploy_fails_with_the_placeholder_of_env_example_even_with_its_comment():
-    copied = {**PRODUCTION, "PAYMENT_WEBHOOK_SECRET": "change-me          # HMAC-SHA256 signing secret"}
-    result = run(PY, "manage.py", "check", "--deploy", "--fail-level", "WARNING", env=copied)
-    assert result.returncode != 0
-    assert "PAYMENT_WEBHOOK_SECRET has its local default or placeholder value" in result.stderr
+    for name in SECRETS[:3]:
+        assert f"(enrollment.W001) {name} has its local default value" in result.stderr
+    assert "(enrollment.W001) REDIS_PASSWORD is unset" in result.stderr
 
 
 @pytest.fixture(scope="module")

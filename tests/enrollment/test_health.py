@@ -1,8 +1,13 @@
 """/healthz and /readyz against the real PostgreSQL, Redis and Kafka; a dependency on a closed port fails."""
 import copy
 import socket
+import threading
+import time
 
 import pytest
+import requests
+
+from enrollment import health
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +99,30 @@ def test_readyz_rejects_an_unknown_check(client):
     response = client.get("/readyz?check=database,zookeeper")
     assert response.status_code == 400
     assert "zookeeper" in response.json()["error"]
+
+
+def test_a_flood_of_readyz_requests_opens_one_broker_connection_a_second(live_server, monkeypatch):
+    """/readyz is public: 60 concurrent requests reuse one Kafka check (the outcome is kept about a second)."""
+    made = []
+    real = health.AdminClient
+
+    def counted(config):  # the real client, counted
+        made.append(1)
+        return real(config)
+
+    monkeypatch.setattr(health, "AdminClient", counted)
+    time.sleep(health.CHECKS["kafka"].seconds() + 0.1)  # nothing cached from other tests
+    answers = []
+
+    def ask() -> None:
+        answers.append(requests.get(f"{live_server.url}/readyz?check=kafka", timeout=10).status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(60)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert answers == [200] * 60
+    assert 1 <= len(made) <= int(elapsed / health.CHECKS["kafka"].seconds()) + 1

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from confluent_kafka import KafkaError
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, secrets_env
 from workers.kafka import (
     admin_client,
     create_topics,
@@ -53,7 +53,8 @@ def test_create_topics_command_reports_each_topic(settings):
     prefix = f"cmd{uuid.uuid4().hex[:8]}."
     out = subprocess.run(
         [str(ROOT / ".venv/bin/python"), "manage.py", "create_topics", "--partitions", "2"],
-        cwd=ROOT, env={"KAFKA_TOPIC_PREFIX": prefix, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        cwd=ROOT, env={"KAFKA_TOPIC_PREFIX": prefix, "PATH": "/usr/bin:/bin", **secrets_env()}, capture_output=True,
+        text=True,
         check=True,
     ).stdout
     assert f"{prefix}purchase-confirmed: created" in out

@@ -1,13 +1,13 @@
 import os
 import subprocess
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, secrets_env
 
 PRINT = "from django.conf import settings as s; print(s.DEBUG, s.DATABASES['default']['NAME'], s.KAFKA_BROKERS)"
 
 
 def _settings_in_subprocess(**env):
-    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "settings"}
+    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "settings", **secrets_env()}
     return subprocess.run(
         [str(ROOT / ".venv/bin/python"), "-c", f"import django; django.setup(); {PRINT}"],
         cwd=ROOT, env={**base, **env}, capture_output=True, text=True, check=True,

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from tests.factories import DeadLetterFactory
 from tests.workers import support
 from workers import dead_letter_actions
 from workers.dead_letter_store import PERSISTER_GROUP, persist_batch
@@ -88,3 +89,13 @@ def _fields_of(row: DeadLetter) -> dict:
     names = ["stage", "consumer_group", "event_type", "original_topic", "original_partition", "key", "headers",
              "payload", "reason", "error_class", "error_message", "attempts", "first_failed_at", "last_failed_at"]
     return {name: getattr(row, name) for name in names}
+
+
+def test_the_admin_filters_dead_letters_by_reason_and_malformed(admin_client):
+    DeadLetterFactory(reason=DeadLetter.Reason.INVALID, error_message="garbage one")
+    DeadLetterFactory(reason=DeadLetter.Reason.EXHAUSTED, error_message="timed out twice", malformed=True,
+                      malformed_detail="last_failed_at: not a date")
+    invalid = admin_client.get("/admin/workers/deadletter/?reason__exact=invalid").context["cl"]
+    assert [row.error_message for row in invalid.result_list] == ["garbage one"]
+    malformed = admin_client.get("/admin/workers/deadletter/?malformed__exact=1").context["cl"]
+    assert [row.error_message for row in malformed.result_list] == ["timed out twice"]
