@@ -5,8 +5,9 @@ from enrollment.models import Course, Student
 
 @admin.register(Student)
 class StudentAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "email", "created_at")
+    list_display = ("id", "name", "email", "user", "created_at")
     search_fields = ("name", "email")
+    raw_id_fields = ("user",)
 
 
 @admin.register(Course)

@@ -1,6 +1,7 @@
 """Students and courses: the two things every enrollment joins."""
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -15,6 +16,9 @@ def validate_time_zone(value: str) -> None:
 class Student(models.Model):
     name = models.CharField(max_length=200)
     email = models.EmailField(unique=True)
+    # The platform's account of this student: signed in, it reads this student's pages (enrollment.access).
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="student")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

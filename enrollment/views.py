@@ -4,6 +4,9 @@
 The core builds the frame of each page (the student, when it was generated) and each app adds its section
 (enrollment.pages, settings.STUDENT_PAGE_SECTIONS). Redis down is not the student's problem: the page is
 built from the database and served uncached (logged).
+
+Only the student themself or staff with the view permission reads them (enrollment.access); anyone else gets the
+404 of an unknown id.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from enrollment.access import may_read
 from enrollment.cache_invalidation import CACHE_ERRORS, home_key, learning_key
 from enrollment.models import Student
 from enrollment.pages import home_fields, learning_items
@@ -68,18 +72,25 @@ def cached_page(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]
     return page
 
 
-def _page(key: str, build: Callable[[], dict[str, Any]]) -> JsonResponse:
+NOT_FOUND = {"error": "not found"}  # the same for an unknown id and for someone else's: nothing to probe
+
+
+def _page(request: HttpRequest, student_id: int, key: str, build: Callable[[], dict[str, Any]]) -> JsonResponse:
+    if not may_read(request, student_id):
+        return JsonResponse(NOT_FOUND, status=404)
     try:
-        return JsonResponse(cached_page(key, build))
+        response = JsonResponse(cached_page(key, build))
     except Http404:
-        return JsonResponse({"error": "unknown student"}, status=404)
+        return JsonResponse(NOT_FOUND, status=404)
+    response["Cache-Control"] = "private, no-store"  # one student's data: no shared cache may keep it
+    return response
 
 
 @require_GET
 def student_home(request: HttpRequest, student_id: int) -> JsonResponse:
-    return _page(home_key(student_id), lambda: build_home_page(student_id))
+    return _page(request, student_id, home_key(student_id), lambda: build_home_page(student_id))
 
 
 @require_GET
 def student_learning(request: HttpRequest, student_id: int) -> JsonResponse:
-    return _page(learning_key(student_id), lambda: build_learning_page(student_id))
+    return _page(request, student_id, learning_key(student_id), lambda: build_learning_page(student_id))

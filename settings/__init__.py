@@ -235,4 +235,6 @@ STORAGES = {
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Timeout of the Kafka check of /readyz (PostgreSQL and Redis use their connection timeouts).
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+# How long a student-pages token (enrollment.access.issue_token) stays valid.
+STUDENT_TOKEN_MAX_AGE_SECONDS = env.int("STUDENT_TOKEN_MAX_AGE_SECONDS", default=3600)
 READYZ_KAFKA_CACHE_SECONDS = env.float("READYZ_KAFKA_CACHE_SECONDS", default=1.0)  # /readyz reuses its Kafka check

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from allocations.models import TrainerAllocation
+from enrollment.access import issue_token
 from purchases.models import Payment, StudentCoursePurchase
 from purchases.signing import sign
 from sessions_sched.models import TrainingSession
@@ -51,7 +52,8 @@ def test_a_signed_payment_becomes_purchase_trainer_and_seven_sessions_and_replay
     student = StudentFactory()
     learning_url = f"{pipeline.web_url}/api/students/{student.pk}/learning"
 
-    before = requests.get(learning_url, timeout=10).json()
+    as_student = {"Authorization": f"Bearer {issue_token(student.pk)}"}  # the student's own token
+    before = requests.get(learning_url, headers=as_student, timeout=10).json()
     assert before["purchases"] == []
     assert cache.get(f"student:learning:{student.pk}") is not None  # the page is now cached
 
@@ -61,7 +63,7 @@ def test_a_signed_payment_becomes_purchase_trainer_and_seven_sessions_and_replay
     assert accepted.status_code == 202, accepted.text
 
     def enrolled():
-        page = requests.get(learning_url, timeout=10).json()
+        page = requests.get(learning_url, headers=as_student, timeout=10).json()
         items = page["purchases"]
         if items and items[0]["allocation"] and len(items[0]["upcoming_sessions"]) == 7:
             return page

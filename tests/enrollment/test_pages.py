@@ -41,6 +41,12 @@ def redis_down(settings):
     }
 
 
+@pytest.fixture
+def client(admin_client):
+    """The page reads of this module are staff's (a superuser): who may read is tests/security's subject."""
+    return admin_client
+
+
 def enrolled_student():
     purchase = PurchaseFactory()
     allocation = AllocationFactory(student=purchase.student, course=purchase.course)
@@ -101,7 +107,7 @@ def test_a_student_without_anything_yet(client, redis_cache):
 def test_unknown_student_is_404_and_not_cached(client, redis_cache):
     for page in ("home", "learning"):
         response = client.get(f"/api/students/999999999/{page}")
-        assert (response.status_code, response.json()) == (404, {"error": "unknown student"})
+        assert (response.status_code, response.json()) == (404, {"error": "not found"})
     assert redis_cache.get(home_key(999999999)) is None and redis_cache.get(learning_key(999999999)) is None
 
 

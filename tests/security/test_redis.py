@@ -35,13 +35,13 @@ def test_a_client_without_the_password_can_neither_read_nor_write(redis_cache):
         redis.Redis(host=host, port=port, password="guess", socket_timeout=2).ping()
 
 
-def test_a_planted_pickle_is_never_loaded_and_the_page_is_rebuilt(client, redis_cache):
+def test_a_planted_pickle_is_never_loaded_and_the_page_is_rebuilt(admin_client, redis_cache):
     student = StudentFactory(name="Ada")
     host, port = _address()
     insider = redis.Redis(host=host, port=port, password=settings.CACHES["default"]["OPTIONS"]["PASSWORD"])
     key = redis_cache.make_key(home_key(student.pk))
     insider.set(key, pickle.dumps(Boom()))
-    response = client.get(f"/api/students/{student.pk}/home")
+    response = admin_client.get(f"/api/students/{student.pk}/home")
     assert response.status_code == 200 and response.json()["student"]["name"] == "Ada"
     assert not os.path.exists("/tmp/pwned-by-pickle")
     assert insider.get(key).startswith(b"{")  # overwritten with the JSON page
