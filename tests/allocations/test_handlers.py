@@ -12,11 +12,13 @@ from allocations.stage import handle_allocation_events as handle_purchase_create
 from enrollment.events import ALLOCATION_RELEASED, PURCHASE_CANCELLED, PURCHASE_CREATED, TRAINER_ALLOCATED
 from sessions_sched.models import TrainingSession
 from sessions_sched.scheduler import ensure_window
-from tests.factories import CourseFactory, PurchaseFactory, TrainerFactory
+from tests.factories import CourseFactory, DeadLetterFactory, PurchaseFactory, TrainerFactory
+from tests.workers import support
 from workers import metrics
+from workers.consumer import StageConsumer
 from workers.envelope import build_event, decode
 from workers.errors import PermanentError, Superseded, TransientError
-from workers.models import OutboxEvent
+from workers.models import DeadLetter, OutboxEvent
 
 TOKEN = "test-allocation-token"
 
@@ -177,3 +179,25 @@ def test_stage():
     assert (STAGE.name, STAGE.group_id, STAGE.topics, STAGE.retry.max_attempts) == (
         "allocations", "trainer-allocation-workers", ("purchase-created", "purchase-cancelled"), 5)
     assert STAGE.batch_handler is handle_purchase_created_batch
+
+
+def test_an_old_purchase_created_dead_letter_replayed_from_the_admin_after_the_refund_creates_nothing(admin_client):
+    """The whole path: a dead letter row, the refund, the admin's replay to Kafka, the real allocation consumer
+    (the allocation API refuses with 410: superseded), and the dead letter resolved."""
+    course = CourseFactory()
+    TrainerFactory(courses=[course])
+    purchase = PurchaseFactory(payment__course=course)
+    event = created_event(purchase)
+    letter = DeadLetterFactory(stage=STAGE.name, consumer_group=STAGE.group_id, event_id=event.event_id,
+                               payload=event.to_json(), key=str(purchase.student_id).encode())
+    cancel(purchase)  # refunded meanwhile
+    response = admin_client.post("/admin/workers/deadletter/", {"action": "replay_selected",
+                                                                "_selected_action": [letter.pk]})
+    assert response.status_code == 302
+    consumer = StageConsumer(STAGE, batch_wait=0.2)
+    try:
+        support.poll_until(consumer, lambda: DeadLetter.objects.get(pk=letter.pk).status == "resolved")
+    finally:
+        consumer.close()
+    assert not TrainerAllocation.objects.exists()
+    assert not [e for e in emitted() if e.event_type == TRAINER_ALLOCATED]
