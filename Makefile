@@ -4,7 +4,13 @@ export DJANGO_SETTINGS_MODULE ?= settings
 # This checkout's random secrets for the local stack (settings/local_secrets.py: var/local-secrets.env, made
 # once); with DEBUG off no process starts without them. Values already in the environment win.
 $(foreach pair,$(shell python3 settings/local_secrets.py),$(eval $(subst =, ?= ,$(pair))))
-export SECRET_KEY ALLOCATION_API_TOKEN PAYMENT_WEBHOOK_SECRET REDIS_PASSWORD
+export SECRET_KEY ALLOCATION_API_TOKEN PAYMENT_WEBHOOK_SECRET REDIS_PASSWORD KAFKA_PASSWORD_ADMIN KAFKA_PASSWORD_WEB \
+	KAFKA_PASSWORD_RELAY KAFKA_PASSWORD_PURCHASES KAFKA_PASSWORD_ALLOCATIONS KAFKA_PASSWORD_SESSIONS \
+	KAFKA_PASSWORD_CACHE KAFKA_PASSWORD_DEAD_LETTERS
+# The commands the targets run themselves (migrate, create_topics, the demo's and the bench's drivers) are admin;
+# each Procfile process is its own principal.
+export KAFKA_USERNAME ?= admin
+export KAFKA_PASSWORD ?= $(KAFKA_PASSWORD_ADMIN)
 
 .PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test demo run bench chaos
 

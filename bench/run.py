@@ -28,6 +28,8 @@ def top_frames(folded: Path, limit: int = 12) -> list[tuple[str, float]]:
     total = 0
     for line in folded.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
+        if not n.isdigit():  # a frame name with a line break in it (py-spy prints some names as read)
+            continue
         leaf = stack.split(";")[-1]
         counts[leaf] += int(n)
         total += int(n)

@@ -28,6 +28,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from django_redis import get_redis_connection
 
+from workers.kafka import base_config
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ def check_kafka() -> None:
     """Cluster metadata from a short-lived admin client (a cached client would retry a dead broker forever)."""
     timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS
     client = AdminClient({
-        "bootstrap.servers": settings.KAFKA_BROKERS,
+        **base_config(),
         "socket.timeout.ms": int(timeout * 1000),
         "socket.connection.setup.timeout.ms": int(timeout * 1000),
         "logger": logging.getLogger("enrollment.health.kafka"),

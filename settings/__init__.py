@@ -21,6 +21,7 @@ LOCAL_DEFAULTS = {
     "ALLOCATION_API_TOKEN": "local-allocation-token",
     "PAYMENT_WEBHOOK_SECRET": "local-webhook-secret",
     "REDIS_PASSWORD": "",  # with DEBUG on, a Redis without a password is allowed
+    "KAFKA_PASSWORD": "",  # the process's own Kafka principal's (KAFKA_USERNAME)
 }
 
 
@@ -112,6 +113,25 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
 # --- Kafka -------------------------------------------------------------------------------------
 KAFKA_BROKERS = env("KAFKA_BROKERS", default="127.0.0.1:19092")
 # Prefix for every topic name; lets several pipelines (or test runs) share one broker.
+# Authentication (docs/operations.md, "Kafka authentication"): SASL/SCRAM, one principal per process kind, each
+# allowed only its own topics and group by ACLs (workers/kafka_acls.py). SASL_SSL in production, with the CA of
+# the brokers' certificates in KAFKA_SSL_CA_LOCATION; the local stack's broker speaks SASL_PLAINTEXT on loopback.
+KAFKA_SECURITY_PROTOCOL = env("KAFKA_SECURITY_PROTOCOL", default="SASL_PLAINTEXT")
+KAFKA_SASL_MECHANISM = env("KAFKA_SASL_MECHANISM", default="SCRAM-SHA-256")
+KAFKA_SSL_CA_LOCATION = env("KAFKA_SSL_CA_LOCATION", default="")
+KAFKA_USERNAME = env("KAFKA_USERNAME", default="")
+KAFKA_PASSWORD = secret("KAFKA_PASSWORD")
+# Which principal writes which event topics (base names; "*": every one). Each stage's principal also reads its
+# own topics and group and writes the dead-letter topic, which only dead_letters reads (workers/kafka_acls.py).
+KAFKA_WRITES = {
+    # The webhooks and the API write purchase-confirmed, purchase-cancelled and allocation-released; the admin's
+    # dead-letter replay republishes to any event topic, so the web principal writes them all.
+    "web": "*",
+    "relay": "*",  # publishes what any process left in the outbox
+    "purchases": ["purchase-created"],
+    "allocations": ["trainer-allocated"],
+    "sessions": ["sessions-scheduled"],  # and topup_sessions, which runs as sessions
+}
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)

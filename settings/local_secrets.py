@@ -16,7 +16,11 @@ import secrets
 from pathlib import Path
 
 PATH = Path(__file__).resolve().parent.parent / "var" / "local-secrets.env"
-NAMES = ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD")
+# The Kafka principals (SASL/SCRAM): the admin (the stack, create_topics, the tests and the bench driver) and one
+# per process kind, each with only the ACLs its work needs (workers.kafka_acls).
+KAFKA_ROLES = ("admin", "web", "relay", "purchases", "allocations", "sessions", "cache", "dead_letters")
+NAMES = ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD",
+         *(f"KAFKA_PASSWORD_{role.upper()}" for role in KAFKA_ROLES))
 
 
 def read() -> dict[str, str]:
@@ -39,8 +43,11 @@ def ensure() -> dict[str, str]:
 
 
 def load_into_environ() -> None:
-    """Put the checkout's secrets into os.environ where the environment has none (child processes inherit)."""
-    for name, value in ensure().items():
+    """Put the checkout's secrets into os.environ where the environment has none (child processes inherit). The
+    local driver (the tests, the demo, the bench) is the Kafka admin; each Procfile process names its own."""
+    values = ensure()
+    values |= {"KAFKA_USERNAME": "admin", "KAFKA_PASSWORD": values["KAFKA_PASSWORD_ADMIN"]}
+    for name, value in values.items():
         if not os.environ.get(name):
             os.environ[name] = value
 

@@ -8,6 +8,9 @@ load_into_environ()
 SECRET_KEY, ALLOCATION_API_TOKEN, PAYMENT_WEBHOOK_SECRET, REDIS_PASSWORD = (
     env(name) for name in ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD"))
 CACHES["default"]["OPTIONS"]["PASSWORD"] = REDIS_PASSWORD
+# The suite creates topics and ACLs and reads every topic: it is the admin principal (the processes the e2e tests
+# start are each their own, from the Procfile).
+KAFKA_USERNAME, KAFKA_PASSWORD = env("KAFKA_USERNAME"), env("KAFKA_PASSWORD")
 
 RETRY_BASE_SECONDS = 0.2
 RETRY_MAX_SECONDS = 2.0

@@ -14,7 +14,7 @@ def secrets_env() -> dict[str, str]:
     """The secrets a subprocess with DEBUG off needs (the checkout's, loaded by settings.test into os.environ)."""
     from settings.local_secrets import NAMES
 
-    return {name: os.environ[name] for name in NAMES}
+    return {name: os.environ[name] for name in (*NAMES, "KAFKA_USERNAME", "KAFKA_PASSWORD")}
 
 
 # What each test needs beyond PostgreSQL, so a suite can be picked by it (`pytest -m "not kafka and not e2e"`
@@ -45,6 +45,7 @@ def topic_prefix(settings):
     """A fresh topic namespace for this test; every topic of the pipeline exists in it."""
     from confluent_kafka import KafkaException
 
+    from workers import kafka_acls
     from workers.kafka import admin_client, create_topics
 
     prefix = settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:10]}."
@@ -55,6 +56,7 @@ def topic_prefix(settings):
     try:
         leftovers = [name for name in client.list_topics(timeout=10).topics if name.startswith(prefix)]
         client.delete_topics(sorted(set(names) | set(leftovers)), operation_timeout=10)
+        kafka_acls.remove(client, prefix)
     except KafkaException:  # the broker is restarting (a chaos test): the topics are only litter
         pass
 

@@ -24,7 +24,8 @@ from tests.conftest import ROOT
 PY = str(ROOT / ".venv" / "bin" / "python")
 # Settings whose default only suits a laptop: every app container must be given a value.
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "KAFKA_BROKERS",
-                          "ADMIN_SERVICE_URL", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "ALLOWED_HOSTS")
+                          "KAFKA_USERNAME", "KAFKA_PASSWORD", "ADMIN_SERVICE_URL", "ALLOCATION_API_TOKEN",
+                          "PAYMENT_WEBHOOK_SECRET", "ALLOWED_HOSTS")
 PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": "p9Xc2-long-random-production-secret-key-0123456789-abcdefghijkl",
@@ -32,6 +33,8 @@ PRODUCTION = {
     "ALLOCATION_API_TOKEN": "prod-allocation-token-7f3a",
     "PAYMENT_WEBHOOK_SECRET": "prod-webhook-secret-91bd",
     "REDIS_PASSWORD": "prod-redis-password-5c1e",
+    "KAFKA_USERNAME": "web",
+    "KAFKA_PASSWORD": "prod-kafka-password-0d7a",
     "SECURE_SSL_REDIRECT": "1",
     "SECURE_PROXY_SSL_HEADER": "1",
     "SESSION_COOKIE_SECURE": "1",
@@ -54,7 +57,7 @@ def test_check_deploy_passes_with_production_values():
     assert "no issues" in result.stdout
 
 
-SECRETS = ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD")
+SECRETS = ("SECRET_KEY", "ALLOCATION_API_TOKEN", "PAYMENT_WEBHOOK_SECRET", "REDIS_PASSWORD", "KAFKA_PASSWORD")
 
 
 @pytest.mark.parametrize("command", [
@@ -90,6 +93,7 @@ def test_with_debug_on_the_local_defaults_start_and_check_deploy_names_them():
     for name in SECRETS[:3]:
         assert f"(enrollment.W001) {name} has its local default value" in result.stderr
     assert "(enrollment.W001) REDIS_PASSWORD is unset" in result.stderr
+    assert "(enrollment.W001) KAFKA_PASSWORD is unset" in result.stderr
 
 
 @pytest.fixture(scope="module")

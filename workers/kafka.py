@@ -32,7 +32,15 @@ def pipeline_topics() -> list[str]:
 
 
 def base_config() -> dict[str, Any]:
-    return {"bootstrap.servers": settings.KAFKA_BROKERS}
+    """Where the brokers are and how this process authenticates (settings.KAFKA_SECURITY_PROTOCOL and friends)."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.KAFKA_BROKERS,
+                              "security.protocol": settings.KAFKA_SECURITY_PROTOCOL}
+    if settings.KAFKA_SECURITY_PROTOCOL.startswith("SASL"):
+        config.update({"sasl.mechanism": settings.KAFKA_SASL_MECHANISM, "sasl.username": settings.KAFKA_USERNAME,
+                       "sasl.password": settings.KAFKA_PASSWORD})
+    if settings.KAFKA_SSL_CA_LOCATION:
+        config["ssl.ca.location"] = settings.KAFKA_SSL_CA_LOCATION
+    return config
 
 
 def admin_client() -> AdminClient:
@@ -105,6 +113,10 @@ def create_topics(
                     result[name] = "exists"
                 else:
                     raise
+    if settings.KAFKA_SECURITY_PROTOCOL.startswith("SASL"):
+        from workers import kafka_acls
+
+        kafka_acls.ensure(client, timeout)
     for name in _keeping_too_long([n for n in names if result[n] == "exists"], client, timeout):
         resource = ConfigResource("topic", name, incremental_configs=[
             ConfigEntry("retention.ms", retention["retention.ms"], incremental_operation=AlterConfigOpType.SET)])

@@ -1,0 +1,56 @@
+"""The broker authenticates every client (SASL/SCRAM) and each process kind's principal may touch only its own
+topics and group (workers/kafka_acls.py): without credentials nothing, and a stolen stage password cannot buy a
+course by producing a purchase-created."""
+import os
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+
+from workers.kafka import topic
+
+pytestmark = pytest.mark.django_db
+
+
+def _as(role: str, password: str | None = None) -> dict:
+    return {"bootstrap.servers": settings.KAFKA_BROKERS, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": role,
+            "sasl.password": password or os.environ[f"KAFKA_PASSWORD_{role.upper()}"]}
+
+
+def _produce(config: dict, topic_name: str) -> KafkaError | None:
+    producer = Producer({**config, "message.timeout.ms": 5000})
+    outcome = []
+    producer.produce(topic_name, b"x", on_delivery=lambda err, msg: outcome.append(err))
+    producer.flush(10)
+    return outcome[0] if outcome else KafkaError(KafkaError._MSG_TIMED_OUT)
+
+
+def test_a_client_without_credentials_or_with_a_wrong_password_gets_nothing(topic_prefix):
+    anonymous = AdminClient({"bootstrap.servers": settings.KAFKA_BROKERS, "socket.timeout.ms": 3000})
+    with pytest.raises(KafkaException):
+        anonymous.list_topics(timeout=5)
+    error = _produce({"bootstrap.servers": settings.KAFKA_BROKERS}, topic("purchase-created"))
+    assert error is not None  # never delivered
+    with pytest.raises(KafkaException):  # refused at the SASL handshake (the client library logs "invalid credentials")
+        AdminClient(_as("sessions", "guessed")).list_topics(timeout=5)
+
+
+def test_the_sessions_principal_cannot_produce_to_purchase_created(topic_prefix):
+    assert _produce(_as("sessions"), topic("sessions-scheduled")) is None  # its own topic
+    error = _produce(_as("sessions"), topic("purchase-created"))
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_the_purchases_principal_cannot_read_another_groups_offsets_or_topics(topic_prefix):
+    client = AdminClient(_as("purchases"))
+    group = topic("trainer-allocation-workers")
+    request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic("purchase-created"), 0)])]
+    with pytest.raises(KafkaException, match="GROUP_AUTHORIZATION_FAILED|authorization"):
+        client.list_consumer_group_offsets(request)[group].result(10)
+    reader = Consumer({**_as("purchases"), "group.id": topic("purchase-creation-workers")})
+    try:
+        assert reader.committed([TopicPartition(topic("purchase-confirmed"), 0)], timeout=10)  # its own: allowed
+    finally:
+        reader.close()
