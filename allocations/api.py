@@ -33,6 +33,7 @@ from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, U
 from allocations.models import TrainerAllocation
 from allocations.release import release
 from allocations.services import Request, allocate, allocate_many
+from enrollment.http import field_errors
 
 MAX_BATCH = 500
 
@@ -51,13 +52,6 @@ class ReleaseRequest(BaseModel):
 
     purchase_ids: Annotated[list[Annotated[int, Field(strict=True, gt=0, lt=2**63)]],
                             Field(min_length=1, max_length=MAX_BATCH)]
-
-
-def _field_errors(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for err in exc.errors():
-        errors.setdefault(".".join(str(part) for part in err["loc"]) or "body", err["msg"])
-    return errors
 
 
 def allocation_body(allocation: TrainerAllocation, created: bool) -> dict[str, Any]:
@@ -79,7 +73,7 @@ def validate(raw: Any) -> AllocationRequest | tuple[int, dict[str, Any]]:
     try:
         return AllocationRequest.model_validate(raw)
     except ValidationError as exc:
-        return 400, {"errors": _field_errors(exc)}
+        return 400, {"errors": field_errors(exc)}
 
 
 def answer(req: AllocationRequest, outcome: tuple[TrainerAllocation, bool] | AllocationError) -> tuple[int, dict]:
@@ -177,7 +171,7 @@ def release_purchase(request: HttpRequest) -> JsonResponse:
     try:
         req = ReleaseRequest.model_validate(raw)
     except ValidationError as exc:
-        return JsonResponse({"errors": _field_errors(exc)}, status=400)
+        return JsonResponse({"errors": field_errors(exc)}, status=400)
     with transaction.atomic():
         released = release(purchase_ids=req.purchase_ids)
     return JsonResponse({"released": [{"allocation_id": r.allocation_id, "purchase_id": r.purchase_id,

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse, UnreadablePostError
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 
@@ -56,14 +56,6 @@ class ProviderBody(BaseModel):
 
 def error(status: int, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
-
-
-def field_errors(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "body"
-        errors.setdefault(field, err["msg"])
-    return errors
 
 
 def _limit_reads(request: HttpRequest) -> None:

@@ -17,7 +17,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
-from purchases.http import Currency, Money, ProviderBody, ProviderId, UtcTime, error, field_errors, read_signed_json
+from enrollment.http import field_errors
+from purchases.http import Currency, Money, ProviderBody, ProviderId, UtcTime, error, read_signed_json
 from purchases.models import Payment, Refund
 from purchases.settlement import RefundTotals, apply_refunds, lock_payment, refund_totals
 

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from pydantic import Field, ValidationError
 
 from enrollment.events import PURCHASE_CONFIRMED
+from enrollment.http import field_errors
 from purchases.http import (
     Currency,
     Money,
@@ -25,7 +26,6 @@ from purchases.http import (
     ProviderId,
     UtcTime,
     error,
-    field_errors,
     read_signed_json,
 )
 from purchases.models import Payment

@@ -109,8 +109,9 @@ class ReplayResult:
 
 def _replayable() -> Q:
     stale = timezone.now() - datetime.timedelta(seconds=REPLAY_STALE_SECONDS)
+    never = Q(reason=DeadLetter.Reason.INVALID) | ~Q(cut={}) | Q(malformed=True)  # unreplayable(), in SQL
     return (Q(status=DeadLetter.Status.NEW)
-            | Q(status=DeadLetter.Status.REPLAYED, status_changed_at__lt=stale)) & ~Q(reason=DeadLetter.Reason.INVALID)
+            | Q(status=DeadLetter.Status.REPLAYED, status_changed_at__lt=stale)) & ~never
 
 
 def _claim_for_replay(ids: list[int], actor: str) -> list[DeadLetter]:
@@ -118,8 +119,7 @@ def _claim_for_replay(ids: list[int], actor: str) -> list[DeadLetter]:
     is published: a concurrent replay or discard waits for the locks and then finds them taken."""
     now = timezone.now()
     with transaction.atomic():
-        rows = [row for row in DeadLetter.objects.select_for_update().filter(Q(pk__in=ids) & _replayable())
-                if unreplayable(row) is None]
+        rows = list(DeadLetter.objects.select_for_update().filter(Q(pk__in=ids) & _replayable()))
         for row in rows:
             row.status, row.status_changed_at, row.status_changed_by = DeadLetter.Status.REPLAYED, now, actor
             row.status_reason, row.replay_attempt_id = "", uuid.uuid4()

@@ -24,6 +24,7 @@ from workers.kafka import DEAD_LETTER_TOPIC, topic
 
 log = logging.getLogger(__name__)
 HEADER_PREFIX = "dlq."
+CUT_MARK = HEADER_PREFIX + oversize.CUT_PREFIX  # the headers that describe a part cut to fit the broker
 MAX_TRACEBACK_BYTES = 16_000
 
 
@@ -114,9 +115,6 @@ class DeadLetterRecord:
         parts = (self.source.key, self.source.value, self.source.headers, self.context_headers())
         return oversize.minimal(*parts) if minimal else oversize.fit(*parts)
 
-    def headers(self) -> oversize.HeaderList:
-        return self.message()[2]
-
 
 def context_from_headers(headers: list[tuple[str, bytes]] | None) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
     """Split a DLQ message's headers into (dlq context, original headers)."""
@@ -142,16 +140,15 @@ class DeadLetterPublisher:
         again as its minimal version; only an outage or a broker that refuses even that raises."""
         if not records:
             return
-        too_large = self._send(records, minimal=False)
+        cut: set[int] = set()  # ids of the records whose copy was cut or minimal
+        too_large = self._send(records, minimal=False, cut=cut)
         if too_large:
             log.warning("%d dead letter(s) too large even when cut; sending their context only", len(too_large),
                         extra={"stage": records[0].stage})
-            if self._send(too_large, minimal=True):
+            if self._send(too_large, minimal=True, cut=cut):
                 raise DeadLetterPublishError("the broker refuses even the minimal dead-letter copy")
-        minimal = {id(record) for record in too_large}
         for record in records:
-            if id(record) in minimal or any(name.startswith(HEADER_PREFIX + oversize.CUT_PREFIX)
-                                            for name, _ in record.headers()):
+            if id(record) in cut:
                 metrics.DEAD_LETTERS_CUT.labels(record.stage).inc()
             metrics.EVENTS_DEAD_LETTERED.labels(record.stage, record.reason).inc()
             log.error(
@@ -163,9 +160,9 @@ class DeadLetterPublisher:
                 },
             )
 
-    def _send(self, records: list[DeadLetterRecord], *, minimal: bool) -> list[DeadLetterRecord]:
-        """Produce the copies and wait for the broker. Returns the records refused for their size; raises
-        DeadLetterPublishError for any other failure."""
+    def _send(self, records: list[DeadLetterRecord], *, minimal: bool, cut: set[int]) -> list[DeadLetterRecord]:
+        """Produce the copies and wait for the broker; add to `cut` the records whose copy is not the original.
+        Returns the records refused for their size; raises DeadLetterPublishError for any other failure."""
         too_large: list[DeadLetterRecord] = []
         failed: list[str] = []
         acked = 0
@@ -182,6 +179,8 @@ class DeadLetterPublisher:
         name = topic(DEAD_LETTER_TOPIC)
         for record in records:
             key, value, headers = record.message(minimal=minimal)
+            if minimal or any(name.startswith(CUT_MARK) for name, _ in headers):
+                cut.add(id(record))
             try:
                 self.producer.produce(name, key=key, value=value, headers=headers,
                                       on_delivery=lambda err, msg, r=record: on_delivery(r, err, msg))

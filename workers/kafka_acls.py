@@ -6,6 +6,7 @@ and the SCRAM users too when their passwords are in the environment (KAFKA_PASSW
 from __future__ import annotations
 
 import os
+import time
 
 from confluent_kafka.admin import (
     AclBinding,
@@ -49,18 +50,42 @@ def bindings() -> list[AclBinding]:
     return out
 
 
+# (role, password) pairs this process has already upserted: create_topics runs once per test, and the users are
+# the same for all of them (the ACLs are not: they name each test's topics).
+_upserted: set[tuple[str, str]] = set()
+
+
 def ensure(client: AdminClient, timeout: float = 30) -> int:
     """Create the users whose passwords the environment holds, and every ACL (both idempotent). Returns ACLs."""
-    users = [UserScramCredentialUpsertion(role, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
-                                          os.environ[f"KAFKA_PASSWORD_{role.upper()}"].encode())
-             for role in roles() if os.environ.get(f"KAFKA_PASSWORD_{role.upper()}")]
-    if users:
+    given = {role: os.environ[f"KAFKA_PASSWORD_{role.upper()}"] for role in roles()
+             if os.environ.get(f"KAFKA_PASSWORD_{role.upper()}")}
+    todo = [(role, password) for role, password in given.items() if (role, password) not in _upserted]
+    if todo:
+        users = [UserScramCredentialUpsertion(role, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                              password.encode()) for role, password in todo]
         for future in client.alter_user_scram_credentials(users, request_timeout=timeout).values():
             future.result(timeout)
+        _upserted.update(todo)
     wanted = bindings()
     for future in client.create_acls(wanted, request_timeout=timeout).values():
         future.result(timeout)
+    _wait_until_in_force(client, wanted, timeout)
     return len(wanted)
+
+
+def _wait_until_in_force(client: AdminClient, wanted: list[AclBinding], timeout: float) -> None:
+    """The broker applies new ACLs asynchronously (from the cluster metadata): return only once it lists them all,
+    so a process started right after create_topics is not refused."""
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = set(client.describe_acls(everything, request_timeout=timeout).result(timeout))
+        if set(wanted) <= listed:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(set(wanted) - listed)} ACL(s) not in force after {timeout} s")
+        time.sleep(0.05)
 
 
 def remove(client: AdminClient, prefix: str, timeout: float = 30) -> None:
