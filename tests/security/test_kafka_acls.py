@@ -2,6 +2,7 @@
 topics and group (workers/kafka_acls.py): without credentials nothing, and a stolen stage password cannot buy a
 course by producing a purchase-created."""
 import os
+import time
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
@@ -51,6 +52,21 @@ def test_the_purchases_principal_cannot_read_another_groups_offsets_or_topics(to
         client.list_consumer_group_offsets(request)[group].result(10)
     reader = Consumer({**_as("purchases"), "group.id": topic("purchase-creation-workers")})
     try:
-        assert reader.committed([TopicPartition(topic("purchase-confirmed"), 0)], timeout=10)  # its own: allowed
+        assert _committed_when_the_coordinator_is_up(reader, TopicPartition(topic("purchase-confirmed"), 0))
     finally:
         reader.close()
+
+
+def _committed_when_the_coordinator_is_up(consumer: Consumer, partition: TopicPartition, seconds: float = 20) -> list:
+    """Its own group's offsets: allowed. On a fresh broker the group coordinator may still be loading (a retriable
+    NOT_COORDINATOR, not a refusal), so ask again until it answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return consumer.committed([partition], timeout=10)
+        except KafkaException as exc:
+            retriable = exc.args[0].code() in (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                               KafkaError.COORDINATOR_NOT_AVAILABLE)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
