@@ -159,6 +159,22 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
             "cpu_ms_per_purchase": {k: round(1000 * v / n, 3) for k, v in cpu_seconds.items()}}
 
 
+def key_order_cost(n: int, env: dict[str, str], log_dir: Path) -> dict:
+    """What key order (workers.ordering) costs end to end: the pipeline with every stage's ordering off
+    (STAGE_ORDERING=<stage>=none, the code path before key order) against on, in the order off, on, on, off so
+    that a drift of the machine over the four runs weighs on both alike. Nothing fails in these runs: the figure
+    is the price of the lookup each batch makes when nothing is parked."""
+    from workers.registry import stages
+
+    off_env = {**env, "STAGE_ORDERING": ",".join(f"{s.name}=none" for s in stages())}
+    runs = {"off": [], "on": []}
+    for which in ("off", "on", "on", "off"):
+        runs[which].append(end_to_end(n, off_env if which == "off" else env, log_dir)["per_second"])
+    off, on = (sum(runs[w]) / len(runs[w]) for w in ("off", "on"))
+    return {"purchases": n, "off_per_second": runs["off"], "on_per_second": runs["on"],
+            "ratio": round(on / off, 3)}
+
+
 def _profile(pid: int, out: Path) -> subprocess.Popen:
     """py-spy, sampling the stage's process for 20 s; writes the top functions to `out`."""
     return subprocess.Popen(

@@ -47,6 +47,15 @@ def _cancellations_row(r: dict) -> list[str]:
             "with its future sessions and the cache stage caught up) | — | — |"]
 
 
+def _key_order_row(r: dict) -> list[str]:
+    if "key_order" not in r:  # results of a run before key order
+        return []
+    k = r["key_order"]
+    return [f"| key order's cost end to end, {k['purchases']} purchases, runs off/on/on/off (STAGE_ORDERING=none "
+            f"against the default) | off {' and '.join(map(str, k['off_per_second']))}/s, on "
+            f"{' and '.join(map(str, k['on_per_second']))}/s: **{k['ratio']}x** | ≥ 0.9x | — |"]
+
+
 def write_markdown(r: dict, path: Path) -> None:
     m, k, pg, e2e, web = r["machine"], r["kafka_raw"], r["pgbench"], r["end_to_end"], r["webhook"]
     lines = [
@@ -68,6 +77,7 @@ def write_markdown(r: dict, path: Path) -> None:
         f"Kafka consume {k['consume_per_second']:,}/s, produce {k['produce_per_second']:,}/s; "
         f"pgbench single-row INSERT {pg['insert_tps']:,} tps |",
         *_cancellations_row(r),
+        *_key_order_row(r),
         f"| webhook at {web['rate']} req/s ({web['requests']} requests from {web.get('generator', 'python threads')}, "
         "gunicorn 2 workers x 4 threads) | "
         f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms** "

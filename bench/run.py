@@ -72,6 +72,9 @@ def main() -> int:
     results["end_to_end"] = pipeline.end_to_end(n_e2e, env, LOGS, profile_stage=slowest)
     results["profile"] = {"stage": slowest, "top_self_time_percent": top_frames(LOGS / f"profile-{slowest}.folded")}
     print(results["end_to_end"], flush=True)
+    print(f"key order: end to end off, on, on, off ({n_e2e} purchases each) ...", flush=True)
+    results["key_order"] = pipeline.key_order_cost(n_e2e, env, LOGS)
+    print(results["key_order"], flush=True)
     print(f"cancellations end to end, {n_cancel} refunds ...", flush=True)
     results["cancellations"] = lifecycle.cancellations_end_to_end(n_cancel, env, LOGS)
     print(results["cancellations"], flush=True)

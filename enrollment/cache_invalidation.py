@@ -22,7 +22,7 @@ from enrollment.events import (
     TRAINER_ALLOCATED,
 )
 from workers.envelope import Event
-from workers.stage import DeadLetterPolicy, RetryPolicy, Stage
+from workers.stage import DeadLetterPolicy, Ordering, RetryPolicy, Stage
 
 log = logging.getLogger(__name__)
 
@@ -73,4 +73,5 @@ STAGE = Stage(
     retry=RetryPolicy(max_attempts=1),
     record_processed=False,
     dead_letters=DeadLetterPolicy.LOG_AND_COUNT,
+    ordering=Ordering.NONE,  # deleting a cached page twice, or late, is harmless: nothing waits behind a retry
 )

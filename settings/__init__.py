@@ -166,6 +166,9 @@ PIPELINE_STAGES = [
     "sessions_sched.stage.STAGE",
     "enrollment.cache_invalidation.STAGE",
 ]
+# Per stage name, an ordering policy other than the stage's own (workers.stage.Ordering: key, key-retries-only,
+# none), e.g. STAGE_ORDERING=allocations=key-retries-only during an incident (docs/operations.md, "Key order").
+STAGE_ORDERING = env.dict("STAGE_ORDERING", default={})
 # Event types, payload schemas, the topic of each type and the partition key field (a workers.contract.Contract).
 PIPELINE_CONTRACT = "enrollment.events.CONTRACT"
 # The sections of the student pages (enrollment.pages), in the order they fill them.

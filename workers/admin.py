@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
-from workers import dead_letter_actions
+from workers import dead_letter_actions, ordering
 from workers.dead_letter_store import UNREPLAYABLE
 from workers.dead_letters import decode_headers
 from workers.models import DeadLetter, DeadLetterAction, StageControlAction, StagePause
@@ -57,7 +57,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = ("id", "stage", "reason", "error_class", "status", "event_type", "partition_key_shown",
-                    "correlation_id", "attempts", "last_failed_at")
+                    "waiting_behind_shown", "correlation_id", "attempts", "last_failed_at")
     list_filter = ("stage", "reason", "error_class", "status", "malformed", "last_failed_at", "created_at")
     search_fields = ("=correlation_id", "=event_id", "=partition_key")  # applied by get_search_results below
     search_help_text = f"Exact correlation id, event id, dead letter id (UUIDs) or {KEY_LABEL.lower()}."
@@ -66,7 +66,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     actions = ["replay_selected", "discard_selected"]
     fieldsets = (
         ("Status", {"fields": ("status", "status_changed_at", "status_changed_by", "status_reason",
-                               "enrollment_trace")}),
+                               "waiting_behind_shown", "enrollment_trace")}),
         ("Failure", {"fields": ("stage", "consumer_group", "reason", "error_class", "error_message", "attempts",
                                 "first_failed_at", "last_failed_at", "traceback_text", "malformed",
                                 "malformed_detail", "cut_shown")}),
@@ -75,7 +75,8 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         ("Original message", {"fields": ("original_topic", "original_partition", "original_offset", "key_text",
                                          "headers_table", "payload_pretty")}),
     )
-    readonly_fields = ("status", "status_changed_at", "status_changed_by", "status_reason", "enrollment_trace",
+    readonly_fields = ("status", "status_changed_at", "status_changed_by", "status_reason", "waiting_behind_shown",
+                       "enrollment_trace",
                        "stage", "consumer_group", "reason", "malformed", "malformed_detail", "cut_shown",
                        "error_class", "error_message", "attempts", "first_failed_at",
                        "last_failed_at", "traceback_text", "event_id", "event_type", "correlation_id",
@@ -90,6 +91,9 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         return request.user.has_perm("workers.discard_deadletter")
 
     # --- list ---------------------------------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return ordering.annotate_waiting_behind(super().get_queryset(request))
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         """Exact matches only: a UUID matches correlation, event or dead letter id; anything else, the partition
         key (the student id). (Django's own `=` search would compare UUIDs as text, or fail on a wrong type.)"""
@@ -116,6 +120,11 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     @admin.display(description=KEY_LABEL, ordering="partition_key")
     def partition_key_shown(self, obj: DeadLetter) -> str:
         return obj.partition_key or "-"
+
+    @admin.display(description="Waiting behind it", ordering="waiting_behind")
+    def waiting_behind_shown(self, obj: DeadLetter) -> int:
+        """Events of this key the group holds back until the letter is discarded or replayed (key order)."""
+        return obj.waiting_behind
 
     @admin.display(description="Payload")
     def payload_pretty(self, obj: DeadLetter) -> str:

@@ -23,12 +23,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections
 
-from workers import line, metrics
+from workers import line, metrics, ordering
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
 from workers.line import LineStopped
 from workers.loop import StopFlag, reset_db_connection, run_until_stopped
-from workers.models import PendingRetry
 from workers.outbox import publisher
 from workers.processing import Processor
 from workers.retry import Backoff, CircuitBreaker
@@ -266,9 +265,10 @@ class StageConsumer:
             return
         self._gauges_at = now
         try:
-            metrics.PENDING_RETRIES.labels(self.stage.name).set(
-                PendingRetry.objects.filter(consumer=self.stage.group_id).count()
-            )
+            waiting = ordering.counts(self.stage.group_id)
+            metrics.PENDING_RETRIES.labels(self.stage.name).set(waiting.retrying)
+            metrics.PARKED.labels(self.stage.name).set(waiting.parked)
+            metrics.HELD_KEYS.labels(self.stage.name).set(waiting.held_keys)
             for tp in self.consumer.position(self.consumer.assignment()):
                 low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
                 if tp.offset >= 0:

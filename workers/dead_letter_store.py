@@ -27,7 +27,7 @@ from django.utils import timezone
 from workers.dead_letter_fields import fallback_fields, row_fields
 from workers.dead_letters import decode_headers
 from workers.kafka import make_producer
-from workers.models import DeadLetter
+from workers.models import DeadLetter, PendingRetry
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER = "replay.dead_letter_id"
@@ -176,12 +176,40 @@ def _signer() -> Signer:
     return Signer(salt="workers.dead_letter_store.replay")
 
 
+def _token_parts(token: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID] | None:
+    """(dead letter id, replay attempt id, event id) of a genuine replay token; None for any other string."""
+    try:
+        letter, attempt, event = _signer().unsign(token).split(":")
+        return uuid.UUID(letter), uuid.UUID(attempt), uuid.UUID(event)
+    except (BadSignature, ValueError):
+        return None
+
+
+def is_current_replay(token: str, event_id: uuid.UUID, consumer_group: str) -> bool:
+    """Whether `token` is a genuine replay token naming this event and the current replay attempt of one of this
+    group's dead letters (another group's replay, or a stale copy of an older attempt, is not)."""
+    parts = _token_parts(token)
+    if parts is None or parts[2] != event_id:
+        return False
+    return DeadLetter.objects.filter(dead_letter_id=parts[0], replay_attempt_id=parts[1], event_id=event_id,
+                                     consumer_group=consumer_group, status=DeadLetter.Status.REPLAYED).exists()
+
+
 def discard(rows: Iterable[DeadLetter], *, actor: str, reason: str) -> int:
+    """Mark the letters discarded; the keys they held (workers.ordering) are released in the same transaction,
+    so the events waiting behind them run."""
     ids = [row.pk for row in rows]
     with transaction.atomic():
         locked = list(DeadLetter.objects.select_for_update().filter(pk__in=ids).exclude(
-            status__in=[DeadLetter.Status.RESOLVED, DeadLetter.Status.DISCARDED]).values_list("pk", flat=True))
-        return DeadLetter.objects.filter(pk__in=locked).update(
+            status__in=[DeadLetter.Status.RESOLVED, DeadLetter.Status.DISCARDED]).values_list(
+            "pk", "consumer_group", "event_id"))
+        holds = Q()
+        for _, group, event_id in locked:
+            if event_id is not None:
+                holds |= Q(consumer=group, event_id=event_id)
+        if holds:
+            PendingRetry.objects.filter(holds, dead_lettered=True).delete()
+        return DeadLetter.objects.filter(pk__in=[pk for pk, _, _ in locked]).update(
             status=DeadLetter.Status.DISCARDED, status_changed_at=timezone.now(), status_changed_by=actor,
             status_reason=reason, replay_attempt_id=None,
         )
@@ -193,13 +221,12 @@ def mark_replays_resolved(handled: Iterable[tuple[str, uuid.UUID]], *, consumer_
     when the token is genuine, names the row's current replay attempt, and names the event that was handled."""
     resolved = 0
     for token, event_id in handled:
-        try:
-            letter, attempt, named_event = _signer().unsign(token).split(":")
-            if uuid.UUID(named_event) != event_id:
-                continue
-            letter_id, attempt_id = uuid.UUID(letter), uuid.UUID(attempt)
-        except (BadSignature, ValueError):
+        parts = _token_parts(token)
+        if parts is None:
             log.warning("replay token refused", extra={"consumer_group": consumer_group})
+            continue
+        letter_id, attempt_id, named_event = parts
+        if named_event != event_id:
             continue
         resolved += DeadLetter.objects.filter(
             dead_letter_id=letter_id, replay_attempt_id=attempt_id, event_id=event_id,

@@ -18,6 +18,10 @@ END_TO_END_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 PENDING_RETRIES = Gauge("pipeline_pending_retries", "Events waiting for a retry", ["stage"])
+EVENTS_PARKED = Counter("pipeline_events_parked_total", "Events parked behind an earlier event of their key", ["stage"])
+PARKED = Gauge("pipeline_parked_events", "Events waiting behind an earlier event of their key (key order)", ["stage"])
+HELD_KEYS = Gauge("pipeline_keys_held_by_dead_letters",
+                  "Keys whose events wait behind an unresolved dead letter (key order)", ["stage"])
 CONSUMER_LAG = Gauge("pipeline_consumer_lag", "Messages behind the partition end", ["stage", "topic", "partition"])
 BREAKER_OPEN = Gauge("pipeline_circuit_open", "1 while the stage's circuit breaker is open (dependency down)",
                      ["stage"])

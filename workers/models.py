@@ -82,11 +82,18 @@ class PendingRetry(models.Model):
     error_message = models.TextField()
     traceback = models.TextField(blank=True, default="")
     correlation_id = models.UUIDField(null=True)
+    # Key order (workers.ordering): the event was dead-lettered, and its row stays as the head of its key, never
+    # due, holding the group's later events of that key behind it until the dead letter is discarded or replayed.
+    dead_lettered = models.BooleanField(default=False)
 
     class Meta:
         db_table = "pending_retries"
         constraints = [models.UniqueConstraint(fields=["consumer", "event_id"], name="uniq_pending_retry_per_consumer")]
-        indexes = [models.Index(fields=["consumer", "next_attempt_at"], name="pending_retry_due")]
+        indexes = [
+            models.Index(fields=["consumer", "next_attempt_at"], name="pending_retry_due"),
+            # The rows of one key in arrival order: the head of a key is its lowest id (workers.ordering).
+            models.Index(fields=["consumer", "key", "id"], name="pending_retry_key_order"),
+        ]
 
 
 class DeadLetter(models.Model):

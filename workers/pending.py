@@ -18,15 +18,16 @@ def error_parts(exc: BaseException) -> tuple[str, str, str]:
 
 def pending_row(
     consumer: str, source: SourceMessage, event: Event, *, attempts: int, due: datetime.datetime,
-    now: datetime.datetime, exc: BaseException | None = None, note: str = "",
+    now: datetime.datetime, exc: BaseException | None = None, note: str = "", dead_lettered: bool = False,
 ) -> PendingRetry:
-    """The row that keeps `source` for a later attempt: after `exc` failed it, or parked with `note`."""
+    """The row that keeps `source` for a later attempt: after `exc` failed it, or parked with `note`; or, with
+    `dead_lettered`, the head that holds its key after `exc` dead-lettered it (workers.ordering)."""
     cls, message, tb = error_parts(exc) if exc is not None else ("", note, "")
     return PendingRetry(
         consumer=consumer, event_id=event.event_id, topic=source.topic, partition=source.partition,
         offset=source.offset, key=source.key, value=source.value, headers=encode_headers(source.headers),
         attempts=attempts, next_attempt_at=due, first_failed_at=now, last_failed_at=now, error_class=cls,
-        error_message=message, traceback=tb, correlation_id=event.correlation_id,
+        error_message=message, traceback=tb, correlation_id=event.correlation_id, dead_lettered=dead_lettered,
     )
 
 

@@ -22,6 +22,7 @@ Guarantees, given that the caller commits offsets only after `process()` returns
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 import time
 from collections.abc import Sequence
@@ -36,11 +37,12 @@ from workers.dead_letters import DeadLetterPublisher, DeadLetterRecord, SourceMe
 from workers.envelope import Event, InvalidEvent, decode, misplaced
 from workers.errors import PermanentError, Superseded
 from workers.line import LineMonitor, LineStopped
+from workers.ordering import PARKED_NOTE, sort_batch
 from workers.oversize import too_many_headers
 from workers.pending import error_parts, keep, pending_row
 from workers.retry import Backoff, CircuitBreaker
 from workers.retrying import DueRetries
-from workers.sql import fetch, fetch_skipping_conflicts
+from workers.sql import fetch_skipping_conflicts
 from workers.stage import DeadLetterPolicy, Stage
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,12 @@ SELECT %s::text, e.id, e.type, e.corr, now() FROM unnest(%b::uuid[], %b::text[],
 """
 
 
-WAITING_SQL = "SELECT event_id FROM pending_retries WHERE consumer = %s AND event_id = ANY(%b::uuid[])"
+class Outcome(enum.Enum):
+    """What became of one event run on its own."""
+
+    DONE = "done"
+    HELD = "held"  # failed, and a PendingRetry row now stands for it: a retry, or a dead-lettered head of its key
+    GONE = "gone"  # failed, and dead-lettered or dropped: nothing of it waits
 
 
 def _key_text(key: object) -> str | None:
@@ -75,7 +82,7 @@ class Processor(DueRetries):
     def process(self, sources: Sequence[SourceMessage]) -> None:
         invalid, events = self._decode(sources)
         self._dead_letter(invalid)
-        events = self._not_waiting(events)
+        events = self._to_run_now(events)
         if not events:
             return
         if self.breaker.is_open:  # opened while this batch was in flight: park it without spending attempts
@@ -89,7 +96,13 @@ class Processor(DueRetries):
             except Exception as exc:
                 metrics.BATCH_FALLBACKS.labels(self.stage.name).inc()
                 log.info("batch failed, one event at a time", extra={"stage": self.stage.name, "error": repr(exc)})
+        self._run_each(events)
+
+    def _run_each(self, events: list[tuple[SourceMessage, Event]]) -> None:
+        """One event at a time, each in its own transaction. Under key order, an event whose key an earlier event
+        of this batch now holds (it waits for a retry, or was dead-lettered) is parked behind it."""
         done = []
+        held: set[bytes] = set()
         deadline = time.monotonic() + settings.WORKER_TIME_BUDGET_SECONDS
         for position, (source, event) in enumerate(events):
             if self.breaker.is_open:
@@ -98,13 +111,33 @@ class Processor(DueRetries):
             if time.monotonic() > deadline:  # a slow dependency: keep polling, the retries take the rest
                 self._park(events[position:], note="parked: its batch ran past the time budget")
                 break
+            if source.key is not None and source.key in held:
+                self._park([(source, event)], note=PARKED_NOTE)
+                metrics.EVENTS_PARKED.labels(self.stage.name).inc()
+                continue
             try:
-                if self._run_one(source, event):
-                    done.append((source, event))
+                outcome = self._run_one(source, event)
             except LineStopped:  # this event would pass the dead-letter limit: it and the rest wait for a resume
                 self._park(events[position:], note="parked: the stage stopped the line")
                 break
+            if outcome is Outcome.DONE:
+                done.append((source, event))
+            elif outcome is Outcome.HELD and self.stage.ordering.by_key and source.key is not None:
+                held.add(source.key)
         self._resolve_replays(done)
+
+    def _to_run_now(self, events: list[tuple[SourceMessage, Event]]) -> list[tuple[SourceMessage, Event]]:
+        """One lookup for the batch (workers.ordering): events that already wait in PendingRetry for this group
+        (redelivered after a rebalance or a failed commit) are left to their row, since running them here too
+        could dead-letter an event that its retry then handles; under key order, events whose key has rows are
+        parked behind them. Returns the rest."""
+        batch = sort_batch(self.stage.group_id, self.stage.ordering, events)
+        if batch.waiting:
+            metrics.EVENTS_SKIPPED.labels(self.stage.name).inc(batch.waiting)
+        if batch.park:
+            self._park(batch.park, note=PARKED_NOTE)
+            metrics.EVENTS_PARKED.labels(self.stage.name).inc(len(batch.park))
+        return batch.run
 
     def _decode(self, sources: Sequence[SourceMessage]) -> tuple[list[DeadLetterRecord],
                                                                   list[tuple[SourceMessage, Event]]]:
@@ -128,17 +161,6 @@ class Processor(DueRetries):
                 seen.add(event.event_id)
                 events.append((source, event))
         return invalid, events
-
-    def _not_waiting(self, events: list[tuple[SourceMessage, Event]]) -> list[tuple[SourceMessage, Event]]:
-        """Leave out events that already wait in PendingRetry for this group (redelivered after a rebalance or
-        a failed commit): their row owns them, and running them here too could dead-letter an event that its
-        retry then handles."""
-        if not events:
-            return events
-        waiting = {row[0] for row in fetch(WAITING_SQL, [self.stage.group_id, [e.event_id for _, e in events]])}
-        if waiting:
-            metrics.EVENTS_SKIPPED.labels(self.stage.name).inc(len(waiting))
-        return [(s, e) for s, e in events if e.event_id not in waiting]
 
     def _resolve_replays(self, handled: Sequence[tuple[SourceMessage, Event]]) -> None:
         """A replayed dead letter whose event this group has now handled is resolved."""
@@ -183,17 +205,17 @@ class Processor(DueRetries):
                         self.stage.handler(event)
         self._succeeded(fresh)
 
-    def _run_one(self, source: SourceMessage, event: Event) -> bool:
+    def _run_one(self, source: SourceMessage, event: Event) -> Outcome:
         try:
             with transaction.atomic():
                 fresh = self._claim([event])
                 if fresh:
                     self._handle_one(event)
             self._succeeded(fresh)
-            return True
+            return Outcome.DONE
         except Exception as exc:
-            self._failed(source, event, exc, attempts=1, first_failed_at=None)
-            return False
+            held = self._failed(source, event, exc, attempts=1, first_failed_at=None)
+            return Outcome.HELD if held else Outcome.GONE
 
     def _handle_one(self, event: Event) -> None:
         """The stage's handler in a savepoint, so a Superseded event keeps its claim and none of its writes."""
@@ -207,8 +229,9 @@ class Processor(DueRetries):
 
     def _failed(
         self, source: SourceMessage, event: Event, exc: Exception, *, attempts: int, first_failed_at
-    ) -> None:
-        """First failure of a freshly consumed event: retry later, or dead-letter now."""
+    ) -> bool:
+        """First failure of a freshly consumed event: retry later, or dead-letter now. Returns whether a
+        PendingRetry row now stands for it (a retry, or a dead-lettered head holding its key)."""
         transient = self.policy.is_transient(exc)
         kind = "permanent" if isinstance(exc, PermanentError) else ("transient" if transient else "unexpected")
         metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
@@ -218,16 +241,26 @@ class Processor(DueRetries):
             metrics.EVENTS_DROPPED.labels(self.stage.name, kind).inc()
             log.warning("handler failed; acknowledged (dead-letter policy: log and count)", exc_info=exc,
                         extra={"stage": self.stage.name, "event_id": str(event.event_id)})
-            return
+            return False
+        now = timezone.now()
         if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
             reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
             self._dead_letter([self._record(source, event, exc, attempts=attempts, reason=reason,
                                             first_failed_at=first_failed_at)])
-            return
-        now = timezone.now()
+            if not self._holds_dead_letters(source):
+                return False
+            keep([pending_row(self.stage.group_id, source, event, attempts=attempts, due=now, now=now, exc=exc,
+                              dead_lettered=True)])
+            return True
         due = now + datetime.timedelta(seconds=self.backoff.delay(attempts))
         keep([pending_row(self.stage.group_id, source, event, attempts=attempts, due=due, now=now, exc=exc)])
         metrics.EVENTS_RETRIED.labels(self.stage.name).inc()
+        return True
+
+    def _holds_dead_letters(self, source: SourceMessage) -> bool:
+        """Whether a dead-lettered event keeps holding its key (Ordering.KEY, letters published, a key)."""
+        return (self.stage.ordering.through_dead_letters and source.key is not None
+                and self.stage.dead_letters is DeadLetterPolicy.PUBLISH)
 
     def _park(self, events: Sequence[tuple[SourceMessage, Event]],
               note: str = "parked while the circuit breaker was open") -> None:

@@ -9,6 +9,7 @@ it here, so adding a stage is one line in settings.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import TYPE_CHECKING, TypeVar
 
@@ -34,10 +35,26 @@ def contract() -> Contract:
 
 @functools.cache
 def stages() -> tuple[Stage, ...]:
-    """Every stage of `settings.PIPELINE_STAGES`, in flow order."""
+    """Every stage of `settings.PIPELINE_STAGES`, in flow order, with `settings.STAGE_ORDERING` applied."""
     from workers.stage import Stage
 
-    return tuple(load(path, "PIPELINE_STAGES", Stage) for path in settings.PIPELINE_STAGES)
+    loaded = tuple(load(path, "PIPELINE_STAGES", Stage) for path in settings.PIPELINE_STAGES)
+    return _with_ordering(loaded, getattr(settings, "STAGE_ORDERING", {}) or {})
+
+
+def _with_ordering(loaded: tuple[Stage, ...], overrides: dict[str, str]) -> tuple[Stage, ...]:
+    """The stages with the ordering policy an operator set per stage name ("allocations=key-retries-only")."""
+    from workers.stage import Ordering
+
+    names = {s.name for s in loaded}
+    choices = ", ".join(o.value for o in Ordering)
+    for name, value in overrides.items():
+        if name not in names:
+            raise ImproperlyConfigured(f"STAGE_ORDERING names {name!r}, which is no stage of PIPELINE_STAGES")
+        if value not in {o.value for o in Ordering}:
+            raise ImproperlyConfigured(f"STAGE_ORDERING {name}={value!r} is not one of {choices}")
+    return tuple(dataclasses.replace(s, ordering=Ordering(overrides[s.name])) if s.name in overrides else s
+                 for s in loaded)
 
 
 def stage(name: str) -> Stage:
@@ -63,7 +80,7 @@ def load(path: str, setting: str, kind: type[T]) -> T:
 
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs) -> None:
-    if setting == "PIPELINE_STAGES":
+    if setting in ("PIPELINE_STAGES", "STAGE_ORDERING"):
         stages.cache_clear()
     elif setting == "PIPELINE_CONTRACT":
         contract.cache_clear()

@@ -2,9 +2,10 @@
 
 Each row runs in a transaction of its own, locked with SKIP LOCKED so several workers of a group share the due
 rows, within a time budget (settings.WORKER_TIME_BUDGET_SECONDS) so a slow dependency cannot keep a consumer from
-polling past max.poll.interval.ms. A row that no longer decodes (the contract tightened after it was stored) is
-dead-lettered on its own; one whose retry cannot be made durable rolls back alone and waits its backoff, so the
-rows behind it run now. While the stage is paused (workers.line) no row runs.
+polling past max.poll.interval.ms. Under key order only the head of each key is taken (workers.ordering). A row
+that no longer decodes (the contract tightened after it was stored) is dead-lettered on its own; one whose retry
+cannot be made durable rolls back alone and waits its backoff, so the rows behind it run now. While the stage
+is paused (workers.line) no row runs.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists
 from django.utils import timezone
 
-from workers import metrics
+from workers import metrics, ordering
 from workers.dead_letters import SourceMessage
 from workers.envelope import Event, InvalidEvent, decode
 from workers.errors import PermanentError
@@ -63,13 +64,15 @@ class DueRetries:
         try:
             with transaction.atomic():
                 # Not while the stage is paused: another consumer of the group may not have read the pause yet.
-                rows = PendingRetry.objects.select_for_update(skip_locked=True).filter(
-                    ~Exists(StagePause.objects.filter(stage=self.stage.name)), consumer=self.stage.group_id)
+                # Only the head of each key runs (workers.ordering); dead-lettered heads never do.
+                runnable = ordering.runnable(self.stage.group_id, self.stage.ordering)
+                rows = runnable.select_for_update(skip_locked=True).filter(
+                    ~Exists(StagePause.objects.filter(stage=self.stage.name)))
                 if not probe:
                     rows = rows.filter(next_attempt_at__lte=timezone.now())
                 row = rows.order_by("next_attempt_at").first()
                 if row is None:
-                    if probe and not PendingRetry.objects.filter(consumer=self.stage.group_id).exists():
+                    if probe and not runnable.exists():
                         self.breaker.record(outage=False)
                     return None
                 taken.append(row)
@@ -118,15 +121,19 @@ class DueRetries:
         kind = "transient" if self.policy.is_transient(exc) else "retry"
         metrics.EVENTS_FAILED.labels(self.stage.name, kind).inc()
         attempts = row.attempts if (probe and outage) else row.attempts + 1
+        now = timezone.now()
+        row.error_class, row.error_message, row.traceback = error_parts(exc)
+        row.attempts, row.last_failed_at = attempts, now
         if isinstance(exc, PermanentError) or attempts >= self.policy.max_attempts:
             reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
             self._dead_letter([self._record(source, event, exc, attempts=attempts, reason=reason,
                                             first_failed_at=row.first_failed_at)])
-            row.delete()
+            if self._holds_dead_letters(source):  # the row stays, as the dead-lettered head of its key
+                row.dead_lettered = True
+                row.save()
+            else:
+                row.delete()
             return
-        now = timezone.now()
-        row.error_class, row.error_message, row.traceback = error_parts(exc)
-        row.attempts, row.last_failed_at = attempts, now
         row.next_attempt_at = now + datetime.timedelta(seconds=self.backoff.delay(max(attempts, 1)))
         row.save()
         metrics.EVENTS_RETRIED.labels(self.stage.name).inc()

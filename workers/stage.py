@@ -71,6 +71,30 @@ class DeadLetterLimit:
                    max_in_a_row=settings.STOP_THE_LINE_IN_A_ROW)
 
 
+class Ordering(enum.Enum):
+    """Whether a key's events keep their order through failures (per stage; see workers.ordering).
+
+    KEY:              while an event of key K waits for a retry, or sits in the dead letters unresolved, the
+                      group's later events of K are parked behind it in order, without spending attempts.
+                      For stages that change state.
+    KEY_RETRIES_ONLY: the same through retries; a dead letter releases its key (the events behind it run).
+    NONE:             a retried event may overtake later events of its key: for work that is idempotent and
+                      order-free by nature (deleting cached pages).
+    """
+
+    KEY = "key"
+    KEY_RETRIES_ONLY = "key-retries-only"
+    NONE = "none"
+
+    @property
+    def by_key(self) -> bool:
+        return self is not Ordering.NONE
+
+    @property
+    def through_dead_letters(self) -> bool:
+        return self is Ordering.KEY
+
+
 class DeadLetterPolicy(enum.Enum):
     """What happens to a message the stage gives up on (as Arroyo's DlqPolicy).
 
@@ -98,7 +122,8 @@ class Stage:
     record_processed: write a ProcessedEvent row per event (skip events already processed by this group).
                     A stage whose effect is idempotent by nature and outside the DB (cache deletes) may turn
                     it off.
-    retry, dead_letters: the stage's policies (above).
+    retry, dead_letters, ordering: the stage's policies (above). `settings.STAGE_ORDERING` may override
+                    `ordering` per stage name (workers.registry).
     dead_letter_limit: when the stage pauses itself instead of dead-lettering on (None: never).
     trace:          optional hook: correlation id -> this stage's rows of the enrollment trace (workers.trace).
     on_close:       release what the handler holds (HTTP sessions) at shutdown.
@@ -113,6 +138,7 @@ class Stage:
     record_processed: bool = True
     retry: RetryPolicy = RetryPolicy()
     dead_letters: DeadLetterPolicy = DeadLetterPolicy.PUBLISH
+    ordering: Ordering = Ordering.KEY
     dead_letter_limit: DeadLetterLimit | None = field(default_factory=DeadLetterLimit.from_settings)
     trace: TraceHook | None = None
     on_close: Callable[[], None] | None = None

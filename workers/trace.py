@@ -17,6 +17,7 @@ from django.db.models import Model
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from workers import ordering
 from workers.models import DeadLetter, OutboxEvent, PendingRetry, ProcessedEvent
 from workers.registry import stages
 
@@ -119,10 +120,7 @@ def _framework_steps(t: Trace) -> list[Step]:
                           state))
     for pe in t.processed:
         steps.append(Step(pe.processed_at, pe.consumer, f"Handled {pe.event_type}", f"event {pe.event_id}"))
-    for r in t.retries:
-        steps.append(Step(r.last_failed_at, r.consumer, "Retry pending",
-                          f"attempt {r.attempts}, next attempt at {r.next_attempt_at:%Y-%m-%d %H:%M:%S}: "
-                          f"{r.error_class}: {r.error_message}", "waiting"))
+    steps.extend(_retry_step(r) for r in t.retries)
     for d in t.dead_letters:
         steps.append(Step(d.last_failed_at, d.consumer_group, f"Dead-lettered by {d.stage} (now {d.status})",
                           f"{d.error_class}: {d.error_message} (attempts: {d.attempts})", "failed", admin_url(d)))
@@ -131,3 +129,24 @@ def _framework_steps(t: Trace) -> list[Step]:
             steps.append(Step(d.status_changed_at, "operator", f"Dead letter {d.pk} {d.status}{who}",
                               d.status_reason, "info", admin_url(d)))
     return steps
+
+
+def _retry_step(r: PendingRetry) -> Step:
+    """A PendingRetry row as a line: a retry, an event waiting behind an earlier one of its key, or a dead-lettered
+    event that holds its key (workers.ordering)."""
+    if r.dead_lettered:
+        return Step(r.last_failed_at, r.consumer, "Holding its key: dead-lettered",
+                    "later events of this key wait behind it until the dead letter is discarded or replayed",
+                    "failed")
+    head, letter = ordering.waiting_behind(r)
+    if head is None:
+        return Step(r.last_failed_at, r.consumer, "Retry pending",
+                    f"attempt {r.attempts}, next attempt at {r.next_attempt_at:%Y-%m-%d %H:%M:%S}: "
+                    f"{r.error_class}: {r.error_message}", "waiting")
+    if head.dead_lettered:
+        title = f"Waiting behind dead letter #{letter.pk}" if letter else "Waiting behind a dead letter"
+        return Step(r.first_failed_at, r.consumer, title, f"event {head.event_id} of the same key; discard or "
+                    "replay the letter and this event runs", "waiting", admin_url(letter) if letter else None)
+    return Step(r.first_failed_at, r.consumer, "Waiting behind a retry",
+                f"event {head.event_id} of the same key, attempt {head.attempts}, next attempt at "
+                f"{head.next_attempt_at:%Y-%m-%d %H:%M:%S}", "waiting")

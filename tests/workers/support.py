@@ -43,6 +43,14 @@ def scripted_handler(event) -> None:
          causation_id=event.event_id)
 
 
+def held_handler(event) -> None:
+    """Across processes (a SIGKILLed consumer): fails transiently while a Student `hold-<student id>@script.test`
+    exists, else does scripted_handler's "ok"."""
+    if Student.objects.filter(email=f"hold-{event.payload.student_id}@script.test").exists():
+        raise TransientError("held by the test")
+    scripted_handler(event)
+
+
 def make_stage(group_id: str, **overrides) -> Stage:
     return Stage(**{"name": "test", "group_id": group_id, "topics": ("purchase-created",),
                     "handler": scripted_handler, "retry": RetryPolicy(max_attempts=3), **overrides})
@@ -68,6 +76,23 @@ def produce_events(events, partition: int | None = 0) -> None:
 
 def effects(events) -> int:
     return Student.objects.filter(email__in=[f"{e.event_id}@effect.test" for e in events]).count()
+
+
+def effect_order(events) -> list:
+    """The event ids of `events` whose effect committed, in the order they committed (the rows' ids)."""
+    emails = Student.objects.filter(email__in=[f"{e.event_id}@effect.test" for e in events]).order_by("pk")
+    return [uuid.UUID(email.split("@")[0]) for email in emails.values_list("email", flat=True)]
+
+
+class Members:
+    """Several consumers of one group, polled in turn (poll_until takes it as one consumer)."""
+
+    def __init__(self, *consumers) -> None:
+        self.consumers = list(consumers)
+
+    def poll_once(self) -> None:
+        for consumer in self.consumers:
+            consumer.poll_once()
 
 
 def poll_until(consumer, done: Callable[[], bool], timeout: float = 30.0) -> None:

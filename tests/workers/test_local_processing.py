@@ -38,8 +38,11 @@ def test_poison_and_permanent_failures_are_dead_lettered_and_a_transient_one_wai
     assert sorted(dead_letters.reasons) == ["invalid", "permanent"]
     assert {r.event_id for r in dead_letters.records} == {None, str(doomed.event_id)}
     assert support.effects([good]) == 1 and support.effects([doomed, flaky]) == 0
-    retry = PendingRetry.objects.get(consumer="local-group")
+    retry = PendingRetry.objects.get(consumer="local-group", dead_lettered=False)
     assert (retry.event_id, retry.attempts) == (flaky.event_id, 1)
+    # the permanent failure's row stays as the dead-lettered head of its key (key order), never due
+    held = PendingRetry.objects.get(consumer="local-group", dead_lettered=True)
+    assert (held.event_id, held.attempts) == (doomed.event_id, 1)
 
 
 def test_log_and_count_policy_drops_instead_of_dead_lettering():
