@@ -12,6 +12,18 @@ export SECRET_KEY ALLOCATION_API_TOKEN PAYMENT_WEBHOOK_SECRET REDIS_PASSWORD KAF
 export KAFKA_USERNAME ?= admin
 export KAFKA_PASSWORD ?= $(KAFKA_PASSWORD_ADMIN)
 
+# `STACK_KAFKA_BROKERS=3 make ...` (or CLUSTER=3) runs everything on the replicated three-broker cluster of
+# scripts/stack: the clients bootstrap from all three brokers, topics get 3 replicas with 2 in sync.
+ifeq ($(CLUSTER),3)
+STACK_KAFKA_BROKERS := 3
+endif
+ifeq ($(STACK_KAFKA_BROKERS),3)
+export STACK_KAFKA_BROKERS
+export KAFKA_BROKERS ?= 127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096
+export KAFKA_TOPIC_REPLICATION ?= 3
+export KAFKA_TOPIC_MIN_INSYNC_REPLICAS ?= 2
+endif
+
 .PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test demo run bench chaos
 
 bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)

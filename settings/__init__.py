@@ -134,7 +134,12 @@ KAFKA_WRITES = {
 }
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
+# Replicas per partition of the topics create_topics makes, and how many must have an event before the broker
+# acknowledges it (producers send acks=all). Production: 3 and 2 (`check --deploy` warns below); the local stack
+# has one broker unless STACK_KAFKA_BROKERS=3 (then the Makefile sets 3 and 2).
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
+KAFKA_TOPIC_MIN_INSYNC_REPLICAS = env.int("KAFKA_TOPIC_MIN_INSYNC_REPLICAS",
+                                          default=2 if KAFKA_TOPIC_REPLICATION >= 3 else 1)
 KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=256 * 1024)  # largest event value accepted
 # A consumed message with more headers than this, or more header bytes, is invalid (dead-lettered without them).
 KAFKA_MAX_HEADERS = env.int("KAFKA_MAX_HEADERS", default=32)

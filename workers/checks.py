@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from workers import registry
@@ -36,6 +36,37 @@ def limits_are_consistent(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             f"DEAD_LETTER_MAX_BYTES ({settings.DEAD_LETTER_MAX_BYTES}) must be from 10000 to the producer's "
             f"message.max.bytes ({PRODUCER_MAX_BYTES}) minus 10000", id="workers.E012"))
     return errors
+
+
+@register("pipeline")
+def replication_is_possible(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A minimum in-sync count above the replicas would make every topic refuse every write."""
+    from django.conf import settings
+
+    replicas, minimum = settings.KAFKA_TOPIC_REPLICATION, settings.KAFKA_TOPIC_MIN_INSYNC_REPLICAS
+    if replicas >= 1 and 1 <= minimum <= replicas:
+        return []
+    return [Error(f"KAFKA_TOPIC_MIN_INSYNC_REPLICAS ({minimum}) must be from 1 to KAFKA_TOPIC_REPLICATION "
+                  f"({replicas})", hint="With acks=all a topic refuses writes while fewer replicas are in sync.",
+                  id="workers.E013")]
+
+
+@register("pipeline", deploy=True)
+def replication_survives_a_broker(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """`check --deploy`: production topics must survive the loss of a broker without losing acknowledged events."""
+    from django.conf import settings
+
+    warnings: list[CheckMessage] = []
+    if settings.KAFKA_TOPIC_REPLICATION < 3:
+        warnings.append(Warning(
+            f"KAFKA_TOPIC_REPLICATION is {settings.KAFKA_TOPIC_REPLICATION}: losing one broker's disk loses every "
+            "event it held that no consumer had read", hint="Use 3 replicas on 3 brokers or more.",
+            id="workers.W001"))
+    if settings.KAFKA_TOPIC_MIN_INSYNC_REPLICAS < 2:
+        warnings.append(Warning(
+            f"KAFKA_TOPIC_MIN_INSYNC_REPLICAS is {settings.KAFKA_TOPIC_MIN_INSYNC_REPLICAS}: an event acknowledged "
+            "by one replica is lost with that broker", hint="Use 2 (with 3 replicas).", id="workers.W002"))
+    return warnings
 
 
 @register("pipeline")

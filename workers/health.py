@@ -8,6 +8,10 @@ Membership alone does not prove progress: librdkafka heartbeats from a backgroun
 inside a handler stays a member until `max.poll.interval.ms` (5 min) expires. With `max_idle_seconds`, a group
 that has lag is also watched that long, and it is unhealthy when none of its committed offsets moved.
 
+The topics' replicas are reported too (`replication`): offline partitions and partitions under their
+min.insync.replicas make the check fail; partitions only under-replicated (a broker down, the rest in sync) are
+listed but healthy, since every write still succeeds.
+
 A paused stage (workers.line) is reported as paused, not as stuck: an operator's pause is healthy whatever
 its lag; a stop-the-line pause is unhealthy (an incident: the stage gave up on too many events).
 """
@@ -18,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec
 
 from workers.kafka import DEAD_LETTER_TOPIC, admin_client, topic
 from workers.registry import stages
@@ -144,6 +148,56 @@ def check(target: Target, *, max_lag: int, max_idle_seconds: float = 0.0, client
         if latest.error or _progressed(first, latest) or latest.lag == 0:
             break
     return evaluate(target, latest, max_lag=max_lag, earlier=first, idle_seconds=max_idle_seconds)
+
+
+@dataclass(frozen=True)
+class Replication:
+    """The replicas of the pipeline's partitions, as the brokers report them now."""
+
+    partitions: int
+    under_replicated: list[str]  # fewer replicas in sync than assigned: degraded, still writable
+    under_min_isr: list[str]  # fewer in sync than min.insync.replicas: writes with acks=all are refused
+    offline: list[str]  # no leader: neither readable nor writable
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.offline or self.under_min_isr)
+
+    def line(self) -> str:
+        parts = [f"kafka partitions={self.partitions} under_replicated={len(self.under_replicated)} "
+                 f"under_min_isr={len(self.under_min_isr)} offline={len(self.offline)}"]
+        for label, found in (("OFFLINE", self.offline), ("UNDER MIN ISR", self.under_min_isr),
+                             ("under-replicated", self.under_replicated)):
+            if found:
+                parts.append(f"{label}: {', '.join(found[:10])}{' ...' if len(found) > 10 else ''}")
+        verdict = "OK" if self.healthy else "UNHEALTHY"
+        return f"{parts[0]} {verdict}" + "".join(f"; {p}" for p in parts[1:])
+
+
+def replication(topics: list[str], *, client: AdminClient | None = None,
+                timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Replication:
+    """Under-replicated, under-min-ISR and offline partitions of `topics` (two broker requests)."""
+    client = client or admin_client()
+    metadata = client.list_topics(timeout=timeout)
+    present = [name for name in topics if name in metadata.topics and metadata.topics[name].error is None]
+    resources = [ConfigResource("topic", name) for name in present]
+    minimum = {}
+    for resource, future in (client.describe_configs(resources, request_timeout=timeout).items()
+                             if resources else []):
+        minimum[resource.name] = int(future.result()["min.insync.replicas"].value)
+    found = Replication(partitions=0, under_replicated=[], under_min_isr=[], offline=[])
+    count = 0
+    for name in present:
+        for p in sorted(metadata.topics[name].partitions.values(), key=lambda p: p.id):
+            count += 1
+            where = f"{name}/{p.id} (leader {p.leader}, in sync {sorted(p.isrs)} of {sorted(p.replicas)})"
+            if p.leader < 0:
+                found.offline.append(where)
+            elif len(p.isrs) < minimum.get(name, 1):
+                found.under_min_isr.append(where)
+            elif len(p.isrs) < len(p.replicas):
+                found.under_replicated.append(where)
+    return Replication(count, found.under_replicated, found.under_min_isr, found.offline)
 
 
 def _committed(client: AdminClient, group_id: str, timeout: float) -> dict[tuple[str, int], int]:

@@ -91,8 +91,10 @@ def create_topics(
     names: list[str] | None = None, *, partitions: int | None = None, replication: int | None = None,
     timeout: float = 30,
 ) -> dict[str, str]:
-    """Create the given topics (default: every topic of the pipeline) if missing, with `retention_ms()`; an
-    existing topic that keeps events longer than the dedup window gets its retention lowered to it.
+    """Create the given topics (default: every topic of the pipeline) if missing, with `retention_ms()`,
+    settings.KAFKA_TOPIC_REPLICATION replicas and KAFKA_TOPIC_MIN_INSYNC_REPLICAS (at most the replicas); an
+    existing topic that keeps events longer than the dedup window gets its retention lowered to it. (An existing
+    topic keeps its replication: raising it is a partition reassignment, docs/operations.md section 5.)
     Returns name -> 'created' | 'exists' | 'retention lowered'."""
     names = names if names is not None else [topic(name) for name in pipeline_topics()]
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
@@ -101,7 +103,8 @@ def create_topics(
     existing = set(client.list_topics(timeout=timeout).topics)
     result = {name: "exists" for name in names if name in existing}
     retention = {"retention.ms": str(retention_ms())}
-    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication, config=retention)
+    config = {**retention, "min.insync.replicas": str(min(settings.KAFKA_TOPIC_MIN_INSYNC_REPLICAS, replication))}
+    todo = [NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
             for name in names if name not in existing]
     if todo:
         for name, future in client.create_topics(todo, operation_timeout=timeout, request_timeout=timeout).items():

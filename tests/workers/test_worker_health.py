@@ -99,7 +99,9 @@ def test_command_exits_non_zero_and_names_the_unhealthy_groups(topic_prefix, cap
     with pytest.raises(CommandError, match="unhealthy: allocations, cache, dead_letters, purchases, sessions"):
         call_command("worker_health", "--all")
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["allocations", "cache", "dead_letters", "purchases", "sessions"]
+    assert [line.split()[0] for line in lines] == ["allocations", "cache", "dead_letters", "purchases", "sessions",
+                                                   "kafka"]  # the topics' replicas: healthy here
+    assert lines[-1].endswith("offline=0 OK")
     assert f"group={topic_prefix}purchase-creation-workers" in lines[3]
 
 

@@ -1,4 +1,5 @@
-"""`manage.py worker_health --all|--stage NAME`: exit 1 when a consumer group is not consuming or lags too far.
+"""`manage.py worker_health --all|--stage NAME`: exit 1 when a consumer group is not consuming or lags too far,
+or when a partition of the pipeline's topics is offline or under its min.insync.replicas.
 
 Meant for a container health check, a cron-driven alert or a human: one line per group, then the exit code.
 """
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers.health import DEFAULT_TIMEOUT_SECONDS, check, pauses, targets
+from workers.health import DEFAULT_TIMEOUT_SECONDS, check, pauses, replication, targets
 
 
 class Command(BaseCommand):
@@ -37,5 +38,10 @@ class Command(BaseCommand):
             self.stdout.write(health.line())
             if not health.healthy:
                 unhealthy.append(name)
+        topics = sorted({name for target in known.values() for name in target.topics})
+        replicas = replication(topics, timeout=timeout)
+        self.stdout.write(replicas.line())
+        if not replicas.healthy:
+            unhealthy.append("kafka partitions")
         if unhealthy:
             raise CommandError(f"unhealthy: {', '.join(unhealthy)}")
