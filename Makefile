@@ -24,7 +24,7 @@ export KAFKA_TOPIC_REPLICATION ?= 3
 export KAFKA_TOPIC_MIN_INSYNC_REPLICAS ?= 2
 endif
 
-.PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test demo run bench chaos
+.PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test test-cluster demo run bench chaos
 
 bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)
 	bash scripts/bootstrap
@@ -51,6 +51,9 @@ lint: bootstrap       ## ruff, and the import contracts of .importlinter (the la
 test: lint stack-up   ## the linters, then the whole suite on the real services
 	$(PY) -m pytest
 
+test-cluster: stack-up ## the tests that start a three-broker cluster beside the stack (~70 s; not in make test)
+	$(PY) -m pytest -m cluster
+
 N ?= 1000
 demo: stack-up static ## the main job: N signed payments through the whole pipeline, a report, invariants checked
 	$(PY) scripts/demo.py --payments $(N)
@@ -61,8 +64,10 @@ static: bootstrap      ## collect the admin's static files (whitenoise serves th
 run: migrate topics static  ## the pipeline in the foreground (Procfile); Ctrl-C stops all
 	.venv/bin/honcho -f Procfile start
 
+# N and DURATION, when given on the command line: `make chaos CLUSTER=3 N=1000 DURATION=60` is a short run.
 chaos: stack-up       ## 10,000 enrollments while processes are killed and the broker, PostgreSQL and Redis restart
-	$(PY) bench/chaos.py
+	$(PY) bench/chaos.py $(if $(filter command line,$(origin N)),--payments $(N)) \
+		$(if $(DURATION),--duration $(DURATION)) $(if $(filter 3,$(CLUSTER)),--cluster)
 
 bench: stack-up       ## benchmarks (not part of make test): writes docs/benchmarks.md
 	.venv/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt

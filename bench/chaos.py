@@ -10,6 +10,7 @@ saved as JSON.
 
     .venv/bin/python bench/chaos.py [--payments 10000] [--duration 120]     (make chaos)
     .venv/bin/python bench/chaos.py --short                                  (the version in make test)
+    .venv/bin/python bench/chaos.py --cluster                                (make chaos CLUSTER=3)
 """
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--error-share", type=float, default=0.05, help="allocation API calls answered 503")
     parser.add_argument("--hang-share", type=float, default=0.01, help="allocation API calls that hang")
     parser.add_argument("--short", action="store_true", help="300 payments, 40 s of faults (make test)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="on the three-broker cluster (make chaos CLUSTER=3): bench/cluster_chaos.py")
     parser.add_argument("--report", default=str(ROOT / "var" / "chaos" / "report.json"))
     parser.add_argument("--seed", type=int, default=13, help="random seed of the lifecycle mix")
     add_share_arguments(parser.add_argument_group("lifecycle mix (fractions of the first confirmations)"))
@@ -186,8 +189,13 @@ def main() -> int:
     procs = Processes(env, ROOT / "var" / "chaos" / "logs")
     procs.start("web", *KILLABLE)
     started = time.monotonic()
-    report: dict = {"payments": args.payments, "duration": args.duration}
-    controller = Controller(procs, args.duration, args.kill_every)
+    report: dict = {"payments": args.payments, "duration": args.duration, "cluster": args.cluster}
+    if args.cluster:  # two consumer processes per stage, and brokers killed one at a time
+        from bench.cluster_chaos import SECOND_COPY, ClusterController
+
+        for name in CONSUMERS:
+            procs.start_copy(name, SECOND_COPY)
+    controller = (ClusterController if args.cluster else Controller)(procs, args.duration, args.kill_every)
     try:
         wait_for_web(web_url)
         controller.start()
@@ -196,6 +204,10 @@ def main() -> int:
         sender.join()
         report["sender"], report["mix"] = sender_stats(out), out["sent"].mix()
         settle_and_check(out["sent"], report)
+        if args.cluster:
+            report["kafka_cluster"] = controller.report()
+            for name in CONSUMERS:
+                procs.stop_one(f"{name}#{SECOND_COPY}")
         replay = replay_phase.run(procs, CONSUMERS, controller.note)
         report["replay_from_start"] = {k: v for k, v in replay.items() if k != "checks"}
         report["checks"].update(replay["checks"])

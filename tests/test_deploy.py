@@ -35,6 +35,8 @@ PRODUCTION = {
     "REDIS_PASSWORD": "prod-redis-password-5c1e",
     "KAFKA_USERNAME": "web",
     "KAFKA_PASSWORD": "prod-kafka-password-0d7a",
+    "KAFKA_BROKERS": "kafka-1:9092,kafka-2:9092,kafka-3:9092",
+    "KAFKA_TOPIC_REPLICATION": "3",  # with 2 in sync, the default minimum for 3 replicas
     "SECURE_SSL_REDIRECT": "1",
     "SECURE_PROXY_SSL_HEADER": "1",
     "SESSION_COOKIE_SECURE": "1",

@@ -19,7 +19,9 @@ BROKERS = ",".join(f"127.0.0.1:{PORT + 2 * i}" for i in range(3))
 ENV = {**os.environ, "STACK_KAFKA_BROKERS": "3", "STACK_KAFKA_PORT": str(PORT),
        "STACK_KAFKA_CONTROLLER_PORT": str(CONTROLLER_PORT),
        "STACK_KAFKA_CLUSTER_DIR": os.path.join(ROOT, "var", "kafka-cluster-test"), "STACK_KAFKA_HEAP": "384M"}
-pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
+# About 70 s (three JVMs starting on two cores, then kills and catch-up): outside make test's 10 minutes, in
+# `make test-cluster`.
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
 
 def stack(*args: str) -> str:
