@@ -104,13 +104,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="300 payments, 40 s of faults (make test)")
     parser.add_argument("--cluster", action="store_true",
                         help="on the three-broker cluster (make chaos CLUSTER=3): bench/cluster_chaos.py")
-    parser.add_argument("--report", default=str(ROOT / "var" / "chaos" / "report.json"))
+    parser.add_argument("--report", help="where to save the report (default var/chaos/report.json; with "
+                                         "--cluster docs/chaos-cluster-report.json)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the lifecycle mix")
     add_share_arguments(parser.add_argument_group("lifecycle mix (fractions of the first confirmations)"))
     args = parser.parse_args()
     if args.short:
         args.payments, args.duration, args.kill_every = 300, 40, 4
     args.rate = args.rate or args.payments / (0.6 * args.duration)
+    args.report = args.report or str(ROOT / ("docs/chaos-cluster-report.json" if args.cluster
+                                             else "var/chaos/report.json"))
     return args
 
 

@@ -1,13 +1,14 @@
 """`make chaos CLUSTER=3`: the faults of bench/chaos.py on the replicated three-broker cluster, where the broker
 faults are SIGKILLs of one node at a time instead of one restart of the single broker.
 
-Brokers are killed in turn: the active controller, then the leader of the busiest partition of
-`purchase-confirmed`, then whichever node has not been killed yet, and again. Each stays down a few seconds, is
-started again, and the time until every partition is back in sync is recorded. Once in the run two nodes are
-down at once, below every topic's min.insync.replicas (and the controller quorum): the webhook keeps taking
-payments into the outbox while nothing can be written to Kafka, and the time from the first node's return until
-the outbox has drained is recorded. A monitor samples the partitions every second: under-replicated and offline
-counts over time, and every change of a partition's leader (the elections seen).
+Brokers are killed in turn, at least three times: the active controller, then the leader of the busiest
+partition of `purchase-confirmed`, then whichever node has not been killed lately, and again while the duration
+lasts. Each stays down a few seconds, is started again, and the time until it answers and until every partition
+is back in sync is recorded. Once, while payments still arrive, two nodes are down at once, below every topic's
+min.insync.replicas (and the controller quorum): the webhook keeps taking payments into the outbox while
+nothing can be written to Kafka, and the time from the first node's return until the outbox has drained is
+recorded. A monitor samples the partitions every second: under-replicated and offline counts over time, and
+every change of a partition's leader (the elections seen).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from bench.common import ROOT
 DOWN_SECONDS = (3.0, 6.0)
 SECOND_COPY = 9  # the second consumer process of each stage is "<stage>#9" (the replay phase uses #1 and #2)
 BOTH_DOWN_SECONDS = 15.0
+TWO_DOWN_AT = 0.35  # share of the duration: within the first 60 %, while the senders still send
 
 
 def stack(*args: str) -> str:
@@ -59,8 +61,10 @@ class Monitor(threading.Thread):
             self.samples.append((round(time.monotonic() - self.started, 1), len(found.under_replicated),
                                  len(found.offline), len(found.under_min_isr)))
 
-    def in_sync(self) -> bool:
-        return bool(self.samples) and self.samples[-1][1:] == (0, 0, 0)
+    def in_sync_since(self, since: float) -> bool:
+        """Whether a sample taken after `since` (monotonic) found every partition fully in sync."""
+        after = since - self.started
+        return any(at >= after and tuple(rest) == (0, 0, 0) for at, *rest in self.samples[-3:])
 
 
 def busiest_leader() -> int:
@@ -88,28 +92,24 @@ class ClusterController(Controller):
         self.killed: list[int] = []
 
     def run(self) -> None:
+        """Single-node kills until the duration is over and each kind (controller, busiest leader, another) has
+        had its turn; between two of them, the window of two nodes down (while payments still arrive), and the
+        PostgreSQL and Redis faults, each at its share of the duration."""
         self.start_time = time.monotonic()
         self.monitor = Monitor(self.start_time)
         self.monitor.start()
         consumers = threading.Thread(target=self._kill_consumers, daemon=True)
         consumers.start()
         try:
-            once = {0.65: self.restart_postgres, 0.8: self.stop_redis}
-            both_at = 0.5 * self.duration
-            while time.monotonic() - self.start_time < self.duration:
-                if both_at is not None and time.monotonic() - self.start_time >= both_at:
-                    both_at = None
-                    self.two_down()
-                else:
-                    self.kill_broker()
+            once = {TWO_DOWN_AT: self.two_down, 0.65: self.restart_postgres, 0.8: self.stop_redis}
+            while time.monotonic() - self.start_time < self.duration or len(self.recoveries) < 3:
+                self.kill_broker()
                 for share, action in list(once.items()):
                     if time.monotonic() - self.start_time >= share * self.duration:
                         del once[share]
                         action()
             for action in once.values():
                 action()
-            if both_at is not None:  # a short run still takes two nodes down once
-                self.two_down()
         except Exception as exc:
             self.error = repr(exc)
         finally:
@@ -136,13 +136,15 @@ class ClusterController(Controller):
         stack("kill-kafka", str(node))
         self.killed.append(node)
         time.sleep(random.uniform(*DOWN_SECONDS))
-        stack("start-kafka", str(node))
-        back = time.monotonic()
-        while not self.monitor.in_sync() and time.monotonic() - back < 120:
+        restarted = time.monotonic()
+        stack("start-kafka", str(node))  # returns once the node answers
+        answering = time.monotonic()
+        while not self.monitor.in_sync_since(answering) and time.monotonic() - answering < 120:
             time.sleep(0.5)
-        self.recoveries.append({"node": node, "why": why, "in_sync_seconds_after_restart":
-                                round(time.monotonic() - back, 1), "in_sync": self.monitor.in_sync()})
-        time.sleep(2.0)
+        self.recoveries.append({
+            "node": node, "why": why, "seconds_to_answer_after_restart": round(answering - restarted, 1),
+            "seconds_to_all_in_sync_after_restart": round(time.monotonic() - restarted, 1),
+            "in_sync": self.monitor.in_sync_since(answering)})
 
     def two_down(self) -> None:
         """Two nodes down at once for BOTH_DOWN_SECONDS: below min.insync.replicas everywhere."""
@@ -155,15 +157,17 @@ class ClusterController(Controller):
         time.sleep(BOTH_DOWN_SECONDS)
         held = list(OutboxEvent.objects.filter(sent_at__isnull=True).values_list("pk", flat=True))
         peak = len(held)  # what the webhook and the stages wrote meanwhile and Kafka could not take
-        stack("start-kafka", str(first))
         back = time.monotonic()
+        stack("start-kafka", str(first))  # two of three again: the quorum and every minimum are back
+        answering = round(time.monotonic() - back, 1)
         while (OutboxEvent.objects.filter(pk__in=held, sent_at__isnull=True).exists()
                and time.monotonic() - back < 300):
             time.sleep(0.5)
         drained = round(time.monotonic() - back, 1)
         stack("start-kafka", str(second))
         self.both_down = {"nodes": [first, second], "seconds_down": BOTH_DOWN_SECONDS,
-                          "unsent_outbox_at_first_return": peak, "outbox_drained_seconds_after_first_return": drained}
+                          "outbox_rows_held_back": peak, "first_node_answering_seconds_after_restart": answering,
+                          "outbox_drained_seconds_after_restart": drained}
         self.note("two nodes back", **self.both_down)
 
     def report(self) -> dict:

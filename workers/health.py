@@ -180,11 +180,7 @@ def replication(topics: list[str], *, client: AdminClient | None = None,
     client = client or admin_client()
     metadata = client.list_topics(timeout=timeout)
     present = [name for name in topics if name in metadata.topics and metadata.topics[name].error is None]
-    resources = [ConfigResource("topic", name) for name in present]
-    minimum = {}
-    for resource, future in (client.describe_configs(resources, request_timeout=timeout).items()
-                             if resources else []):
-        minimum[resource.name] = int(future.result()["min.insync.replicas"].value)
+    minimum = _min_insync(client, present, timeout)
     found = Replication(partitions=0, under_replicated=[], under_min_isr=[], offline=[])
     count = 0
     for name in present:
@@ -198,6 +194,24 @@ def replication(topics: list[str], *, client: AdminClient | None = None,
             elif len(p.isrs) < len(p.replicas):
                 found.under_replicated.append(where)
     return Replication(count, found.under_replicated, found.under_min_isr, found.offline)
+
+
+def _min_insync(client: AdminClient, names: list[str], timeout: float) -> dict[str, int]:
+    """Each topic's min.insync.replicas. A topic config is asked of the broker librdkafka takes for the controller,
+    which may be the very broker that is down: then settings.KAFKA_TOPIC_MIN_INSYNC_REPLICAS (what create_topics
+    sets) stands in, so the report still comes while a broker is away."""
+    from django.conf import settings
+
+    found = dict.fromkeys(names, settings.KAFKA_TOPIC_MIN_INSYNC_REPLICAS)
+    if not names:
+        return found
+    for resource, future in client.describe_configs([ConfigResource("topic", n) for n in names],
+                                                    request_timeout=timeout).items():
+        try:
+            found[resource.name] = int(future.result()["min.insync.replicas"].value)
+        except KafkaException:
+            continue
+    return found
 
 
 def _committed(client: AdminClient, group_id: str, timeout: float) -> dict[tuple[str, int], int]:
