@@ -24,7 +24,7 @@ export KAFKA_TOPIC_REPLICATION ?= 3
 export KAFKA_TOPIC_MIN_INSYNC_REPLICAS ?= 2
 endif
 
-.PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test test-cluster demo run bench chaos
+.PHONY: bootstrap stack-up stack-down stack-status migrate topics static lint test test-cluster demo run bench chaos scale-out
 
 bootstrap:            ## install Debian packages, the virtualenv and the Kafka jars (idempotent)
 	bash scripts/bootstrap
@@ -68,6 +68,9 @@ run: migrate topics static  ## the pipeline in the foreground (Procfile); Ctrl-C
 chaos: stack-up       ## 10,000 enrollments while processes are killed and the broker, PostgreSQL and Redis restart
 	$(PY) bench/chaos.py $(if $(filter command line,$(origin N)),--payments $(N)) \
 		$(if $(DURATION),--duration $(DURATION)) $(if $(filter 3,$(CLUSTER)),--cluster)
+
+scale-out: stack-up   ## 3 consumers per stage on 6 partitions, one joins and one leaves under load: pauses, no duplicates
+	$(PY) bench/scale_out.py $(if $(filter command line,$(origin N)),--payments $(N))
 
 bench: stack-up       ## benchmarks (not part of make test): writes docs/benchmarks.md
 	.venv/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt

@@ -38,8 +38,9 @@ class Processes:
     def start_copy(self, name: str, copy: int) -> None:
         """Another process of `name`'s command, known as "<name>#<copy>" (two consumers of one group)."""
         alias = f"{name}#{copy}"
+        env = {**self.env, f"{name.upper()}_METRICS_PORT": "0"}  # the first process has the port
         self.procs[alias] = subprocess.Popen(
-            ["bash", "-c", f"exec {self.commands[name]}"], cwd=ROOT, env=self.env, start_new_session=True,
+            ["bash", "-c", f"exec {self.commands[name]}"], cwd=ROOT, env=env, start_new_session=True,
             stdout=open(self.log_dir / f"{alias}.log", "ab"), stderr=subprocess.STDOUT,
         )
 

@@ -1,6 +1,8 @@
 """Prometheus metrics of the workers and the outbox. Served by `serve()` on METRICS_PORT when set."""
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_PROCESSED = Counter("pipeline_events_processed_total", "Events handled successfully", ["stage"])
@@ -50,5 +52,11 @@ def serve(port: int) -> None:
     if port and not _served:
         from django.conf import settings
 
-        start_http_server(port, addr=settings.METRICS_ADDR)
+        try:
+            start_http_server(port, addr=settings.METRICS_ADDR)
+        except OSError as exc:  # a second copy on one host: it consumes all the same, without an endpoint
+            logging.getLogger(__name__).error(
+                "metrics port %s cannot be served (%s); this process serves no metrics: give each copy on a host "
+                "its own --metrics-port", port, exc)
+            return
         _served = True
