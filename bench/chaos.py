@@ -35,8 +35,10 @@ KILLABLE = ["relay", "purchases", "allocations", "sessions", "cache", "dead_lett
 CONSUMERS = ["purchases", "allocations", "sessions", "cache", "dead_letters"]  # replayed from offset 0 at the end
 
 
-def stack(command: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "stack"), command], check=True, stdout=subprocess.DEVNULL)
+def stack(*args: str) -> str:
+    """scripts/stack with these arguments; its output."""
+    done = subprocess.run([str(ROOT / "scripts" / "stack"), *args], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 class Controller(threading.Thread):

@@ -13,22 +13,15 @@ every change of a partition's leader (the elections seen).
 from __future__ import annotations
 
 import random
-import subprocess
 import threading
 import time
 
-from bench.chaos import Controller
-from bench.common import ROOT
+from bench.chaos import Controller, stack
 
 DOWN_SECONDS = (3.0, 6.0)
 SECOND_COPY = 9  # the second consumer process of each stage is "<stage>#9" (the replay phase uses #1 and #2)
 BOTH_DOWN_SECONDS = 15.0
 TWO_DOWN_AT = 0.35  # share of the duration: within the first 60 %, while the senders still send
-
-
-def stack(*args: str) -> str:
-    done = subprocess.run([str(ROOT / "scripts" / "stack"), *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 class Monitor(threading.Thread):

@@ -181,19 +181,18 @@ def replication(topics: list[str], *, client: AdminClient | None = None,
     metadata = client.list_topics(timeout=timeout)
     present = [name for name in topics if name in metadata.topics and metadata.topics[name].error is None]
     minimum = _min_insync(client, present, timeout)
-    found = Replication(partitions=0, under_replicated=[], under_min_isr=[], offline=[])
-    count = 0
-    for name in present:
-        for p in sorted(metadata.topics[name].partitions.values(), key=lambda p: p.id):
-            count += 1
-            where = f"{name}/{p.id} (leader {p.leader}, in sync {sorted(p.isrs)} of {sorted(p.replicas)})"
-            if p.leader < 0:
-                found.offline.append(where)
-            elif len(p.isrs) < minimum.get(name, 1):
-                found.under_min_isr.append(where)
-            elif len(p.isrs) < len(p.replicas):
-                found.under_replicated.append(where)
-    return Replication(count, found.under_replicated, found.under_min_isr, found.offline)
+    kinds: dict[str, list[str]] = {"offline": [], "under_min_isr": [], "under_replicated": []}
+    partitions = [(name, p) for name in present
+                  for p in sorted(metadata.topics[name].partitions.values(), key=lambda p: p.id)]
+    for name, p in partitions:
+        where = f"{name}/{p.id} (leader {p.leader}, in sync {sorted(p.isrs)} of {sorted(p.replicas)})"
+        if p.leader < 0:
+            kinds["offline"].append(where)
+        elif len(p.isrs) < minimum.get(name, 1):
+            kinds["under_min_isr"].append(where)
+        elif len(p.isrs) < len(p.replicas):
+            kinds["under_replicated"].append(where)
+    return Replication(partitions=len(partitions), **kinds)
 
 
 def _min_insync(client: AdminClient, names: list[str], timeout: float) -> dict[str, int]:
