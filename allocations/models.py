@@ -48,7 +48,8 @@ class TrainerAllocation(models.Model):
 
     student = models.ForeignKey(Student, on_delete=models.PROTECT, related_name="allocations")
     course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="allocations")
-    trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="allocations")
+    # Indexed with status (Meta.indexes) rather than alone: a trainer's load is a count of its holding rows.
+    trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="allocations", db_index=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     slot_time = models.TimeField(help_text="Local time of day of every session, in the course's time zone.")
     slot_weekdays = ArrayField(models.PositiveSmallIntegerField(), default=list, help_text="0=Monday .. 4=Friday")
@@ -62,6 +63,12 @@ class TrainerAllocation(models.Model):
 
     class Meta:
         db_table = "trainer_allocations"
+        indexes = [
+            # allocate_many counts each of a course's trainers' holding allocations. With only an index on
+            # trainer_id, a planner without fresh statistics (a table that grew since the last ANALYZE) ANDed it
+            # with a full scan of the holding index for every trainer: quadratic in the table, 100+ ms a call.
+            models.Index(fields=["trainer", "status"], name="allocation_trainer_status"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["student", "course"],
