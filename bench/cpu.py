@@ -32,17 +32,22 @@ def _processes() -> dict[int, tuple[int, str, float, str]]:
     return found
 
 
-def _tree_seconds(procs: dict, root: int) -> float:
+def tree_pids(procs: dict, root: int) -> list[int]:
+    """The live processes of the tree under `root`, root included (`procs` from `_processes()`)."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, *_rest) in procs.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
+    members, todo = [], [root]
     while todo:
         pid = todo.pop()
         if pid in procs:
-            total += procs[pid][2]
+            members.append(pid)
             todo.extend(children.get(pid, []))
-    return total
+    return members
+
+
+def _tree_seconds(procs: dict, root: int) -> float:
+    return sum(procs[pid][2] for pid in tree_pids(procs, root))
 
 
 def services(procs: dict) -> dict[str, list[int]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.common import ROOT, produce_values, use_prefix, wait_for
 from bench.cpu import measure
+from bench.memory import PeakMemory
 
 
 class Processes:
@@ -109,7 +110,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     profile = None
     stages = {name: t for name, t in health.targets().items() if name != "dead_letters"}
     try:
-        procs.start("relay", *stages)
+        procs.start("relay", *stages, "dead_letters")  # every process of the Procfile: its memory is counted
         admin = admin_client()
 
         def joined() -> bool:  # every group Stable with a member: its consumer joined and got partitions
@@ -117,7 +118,9 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
                        for snap in (health.snapshot(t, client=admin) for t in stages.values()))
 
         wait_for(joined, 120, "consumer groups joined", interval=0.5)
-        cpu = measure(lambda: {name: procs.pid(name) for name in procs.procs})
+        own = lambda: {name: procs.pid(name) for name in procs.procs}  # noqa: E731
+        cpu = measure(own)
+        memory = PeakMemory(own).start()
         started = time.monotonic()
         produce_seconds = produce_values(topic("purchase-confirmed"), values)
         if profile_stage:
@@ -144,6 +147,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
                  "cache caught up", interval=0.25)
         all_done = time.monotonic() - started
         cpu_seconds = cpu()
+        memory.stop()
         with connection.cursor() as cur:
             cur.execute(f"SELECT EXTRACT(EPOCH FROM (SELECT max(s.created_at) {this_run}) - "
                         "(SELECT min(created_at) FROM student_course_purchases WHERE student_id BETWEEN %s AND %s))",
@@ -156,7 +160,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     return {"purchases": n, "seconds": round(all_done, 2), "per_second": round(n / all_done, 1),
             "produce_seconds": round(produce_seconds, 2), "sessions_done_seconds": round(sessions_done, 2),
             "db_span_seconds": round(db_span, 2), "per_second_db_span": round(n / db_span, 1),
-            "cpu_seconds": cpu_seconds,
+            "cpu_seconds": cpu_seconds, "memory": memory.result(),
             "cpu_ms_per_purchase": {k: round(1000 * v / n, 3) for k, v in cpu_seconds.items()}}
 
 
@@ -188,8 +192,11 @@ def _profile(pid: int, out: Path) -> subprocess.Popen:
 VEGETA = ROOT / "var" / "bin" / "vegeta"
 
 
-def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: int = 15) -> dict:
+def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: int = 15, hog: bool = False) -> dict:
     """Open-loop load on the gunicorn web app: `rate` signed confirmations per second for `seconds`.
+
+    `hog`: a process that spins one core at normal priority for the whole run (a noisy neighbour, a backup, a
+    build), so the figure says what the webhook gives on a machine that is not quiet.
 
     With vegeta (Go, installed by `make bench` under var/bin) the generator costs little CPU next to the app on
     the same two cores; without it, a Python thread pool does the same (latency from each request's scheduled
@@ -212,6 +219,7 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     procs.start("web")
     url = env["ADMIN_SERVICE_URL"] + "/api/payments/confirmations"
     wait_for_web(env["ADMIN_SERVICE_URL"])
+    spinner = subprocess.Popen(["python3", "-c", "while True: pass"]) if hog else None
     try:
         cpu = measure(lambda: {"web": procs.pid("web")})
         if VEGETA.exists():
@@ -220,8 +228,11 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
             result = _python_load(url, requests_, rate)
         cpu_seconds = cpu()
     finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
         procs.stop()
-    return {"rate": rate, "requests": total, **result, "cpu_seconds": cpu_seconds,
+    return {"rate": rate, "requests": total, "cpu_hog": hog, **result, "cpu_seconds": cpu_seconds,
             "cpu_ms_per_request": {k: round(1000 * v / total, 3) for k, v in cpu_seconds.items()}}
 
 

@@ -56,6 +56,39 @@ def _key_order_row(r: dict) -> list[str]:
             f"{' and '.join(map(str, k['on_per_second']))}/s: **{k['ratio']}x** | ≥ 0.9x | — |"]
 
 
+def _webhook_row(web: dict, target: str) -> str:
+    neighbour = ", next to a process spinning one core" if web.get("cpu_hog") else ""
+    busy = web.get("cpu_ms_per_request", {}).get("machine_busy", "—")
+    return (f"| webhook at {web['rate']} req/s{neighbour} ({web['requests']} requests from "
+            f"{web.get('generator', 'python threads')}, gunicorn 2 workers x 4 threads) | "
+            f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms**, {web['status_202']} of "
+            f"{web['requests']} answered 202; machine CPU {busy} ms per request | {target} | — |")
+
+
+def _headroom_rows(r: dict) -> list[str]:
+    """Issue 19's figures: rows only for what this run measured (older results lack them)."""
+    rows = []
+    e2e, pg = r["end_to_end"], r["pgbench"]
+    busy = e2e.get("cpu_ms_per_purchase", {}).get("machine_busy")
+    if busy is not None:
+        rows.append(f"| end to end against the same run's pgbench, and machine CPU per purchase | "
+                    f"**{round(e2e['per_second'] / pg['insert_tps'], 3)}x**, **{busy} ms** | ≥ 0.3x, ≤ 1.2 ms | — |")
+    if "purchases_reference" in r:
+        ref = r["purchases_reference"]
+        rows.append(f"| purchases stage against a plain batched psycopg loop (bench/reference.py), {ref['events']} "
+                    f"events each | {ref['stage']['per_second']}/s against {ref['plain_loop']['per_second']}/s: "
+                    f"**{ref['ratio']}x** | ≥ 1.0x | — |")
+    for key, target in (("webhook_400", "p99 < 50 ms"), ("webhook_hog", "p99 < 25 ms")):
+        if key in r:
+            rows.append(_webhook_row(r[key], target))
+    if "memory" in e2e:
+        mem = e2e["memory"]
+        parts = ", ".join(f"{name} {mib:g}" for name, mib in mem["by_component_mib"].items())
+        rows.append(f"| memory, peak during the end-to-end run (PSS summed over every process: {parts} MiB) | "
+                    f"**{mem['peak_total_mib']:g} MiB** | < 1,536 MiB | — |")
+    return rows
+
+
 def write_markdown(r: dict, path: Path) -> None:
     m, k, pg, e2e, web = r["machine"], r["kafka_raw"], r["pgbench"], r["end_to_end"], r["webhook"]
     lines = [
@@ -78,10 +111,8 @@ def write_markdown(r: dict, path: Path) -> None:
         f"pgbench single-row INSERT {pg['insert_tps']:,} tps |",
         *_cancellations_row(r),
         *_key_order_row(r),
-        f"| webhook at {web['rate']} req/s ({web['requests']} requests from {web.get('generator', 'python threads')}, "
-        "gunicorn 2 workers x 4 threads) | "
-        f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms** "
-        f"({web['status_202']} answered 202) | p99 < 25 ms | — |",
+        _webhook_row(web, "p99 < 25 ms, ≤ 3 ms CPU"),
+        *_headroom_rows(r),
         "",
         "## Per stage: batched versus one event per transaction (same run)",
         "",

@@ -41,7 +41,7 @@ def main() -> int:
     os.environ["ADMIN_SERVICE_URL"] = f"http://127.0.0.1:{port}"
     os.environ["WEB_PORT"] = str(port)
     env = setup(f"bench-{int(time.time())}.")
-    from bench import lifecycle, physical, pipeline, stages
+    from bench import lifecycle, physical, pipeline, reference, stages
 
     n_e2e = int(os.environ.get("BENCH_E2E", 20000))
     n_stage = int(os.environ.get("BENCH_STAGE", 5000))
@@ -62,11 +62,17 @@ def main() -> int:
             print(f"stage {name} ...", flush=True)
             results["stages"][name] = stages.compare(name, n_stage, n_single)
             print(results["stages"][name], flush=True)
+        print(f"purchases stage against a plain psycopg loop, {n_e2e} events each ...", flush=True)
+        results["purchases_reference"] = reference.compare(n_e2e)
+        print(results["purchases_reference"], flush=True)
     finally:
         web.stop()
-    print("webhook under load ...", flush=True)
+    print("webhook under load: 200 req/s, 400 req/s, 200 req/s next to a process spinning one core ...", flush=True)
     results["webhook"] = pipeline.webhook_load(env, LOGS)
-    print(results["webhook"], flush=True)
+    results["webhook_400"] = pipeline.webhook_load(env, LOGS, rate=400)
+    results["webhook_hog"] = pipeline.webhook_load(env, LOGS, hog=True)
+    for key in ("webhook", "webhook_400", "webhook_hog"):
+        print(results[key], flush=True)
     slowest = min(results["stages"], key=lambda s: results["stages"][s]["batched"]["per_second"])
     print(f"end to end, {n_e2e} purchases (profiling {slowest}) ...", flush=True)
     results["end_to_end"] = pipeline.end_to_end(n_e2e, env, LOGS, profile_stage=slowest)

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -76,7 +77,9 @@ class Event:
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    """Compact JSON with sorted keys, as UTF-8. orjson: a quarter of json.dumps's cost, paid once per emitted
+    event on every stage's hot path; it writes non-ASCII characters as UTF-8 rather than \\u escapes."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 def topic_for_event_type(event_type: str) -> str:
