@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections
 
-from workers import line, metrics, ordering
+from workers import line, metrics, ordering, rebalance
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
 from workers.line import LineStopped
@@ -79,7 +79,8 @@ class StageConsumer:
         self._uncommitted: dict[tuple[str, int], int] = {}  # done, but the commit of these offsets failed
         self._stage_paused = False  # a StagePause row exists for the stage (workers.line)
         self._pause_checked_at = -PAUSE_CHECK_SECONDS
-        self.consumer.subscribe(stage.topic_names(), on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe(stage.topic_names(), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
@@ -177,8 +178,17 @@ class StageConsumer:
         if self._uncommitted:
             self._commit_offsets(dict(self._uncommitted))
 
+    def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
+        """New partitions. While the stage is paused (or its breaker open) they are assigned here and paused at
+        once, so that the poll that joined the group hands out none of their messages."""
+        rebalance.log_moves(self.stage.name, consumer, "assigned", partitions)
+        if self._paused and partitions:
+            consumer.incremental_assign(partitions)  # done here, confluent-kafka does not assign them again
+            consumer.pause(partitions)
+
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         """Partitions are being taken away: commit what is done on them first (still their owner here)."""
+        rebalance.log_moves(self.stage.name, consumer, "revoked", partitions)
         going = {(tp.topic, tp.partition) for tp in partitions}
         pending = {tp: offset for tp, offset in self._uncommitted.items() if tp in going}
         if pending:
@@ -188,6 +198,7 @@ class StageConsumer:
 
     def _on_lost(self, consumer, partitions: list[TopicPartition]) -> None:
         """Partitions lost without a revoke (session timed out): they cannot be committed any more."""
+        rebalance.log_moves(self.stage.name, consumer, "lost", partitions)
         for tp in partitions:
             self._uncommitted.pop((tp.topic, tp.partition), None)
 

@@ -41,6 +41,9 @@ COMMIT_FAILURES = Counter("pipeline_offset_commit_failures_total",
 DEAD_LETTERS_CUT = Counter("pipeline_dead_letters_cut_total",
                            "Dead letters whose copy was cut to fit the broker's limit", ["stage"])
 DEAD_LETTERS_STORED = Counter("pipeline_dead_letters_stored_total", "DLQ messages stored as DeadLetter rows")
+PARTITIONS_MOVED = Counter("pipeline_partitions_moved_total",
+                           "Partitions assigned to, revoked from or lost by this member (workers.rebalance)",
+                           ["stage", "event"])
 LAST_POLL = Gauge("pipeline_last_poll_timestamp_seconds", "When the consumer last polled", ["stage"])
 
 _served = False
