@@ -19,23 +19,28 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import uuid
 from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from allocations.batch import AllocationOutcome, Request, allocate_many
 from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, UnknownPurchase
 from allocations.models import TrainerAllocation
 from allocations.release import release
-from allocations.services import Request, allocate, allocate_many
+from allocations.services import allocate
 from enrollment.http import field_errors
 
 MAX_BATCH = 500
+BATCH_TRIES = 3  # a batch that PostgreSQL aborted (deadlock, serialization failure) is run again this often
+ABORTED = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+log = logging.getLogger(__name__)
 
 
 class AllocationRequest(BaseModel):
@@ -106,12 +111,28 @@ def process_many(items: list[Any]) -> list[tuple[int, dict[str, Any]]]:
     """A batch: invalid items answered 400, the valid ones allocated together (`allocate_many`)."""
     parsed = [validate(item) for item in items]
     valid = [(i, req) for i, req in enumerate(parsed) if isinstance(req, AllocationRequest)]
-    outcomes = allocate_many([Request(req.student_id, req.course_id, req.correlation_id, req.purchase_id)
-                              for _, req in valid])
+    outcomes = _allocate_many([Request(req.student_id, req.course_id, req.correlation_id, req.purchase_id)
+                               for _, req in valid])
     answers: list[Any] = list(parsed)
     for (i, req), outcome in zip(valid, outcomes):
         answers[i] = answer(req, outcome)
     return answers
+
+
+def _allocate_many(requests: list[Request]) -> list[AllocationOutcome]:
+    """`allocate_many`, run again when PostgreSQL aborted its transaction to break a deadlock or a serialization
+    failure: it rolled back whole, so another try is safe, and cheaper than the consumer's fallback of one request
+    at a time. Batches lock their trainers in one order (allocations.batch), so this is for the rare rest."""
+    for attempt in range(1, BATCH_TRIES + 1):
+        try:
+            return allocate_many(requests)
+        except OperationalError as exc:
+            if (attempt == BATCH_TRIES or getattr(exc.__cause__, "sqlstate", None) not in ABORTED
+                    or transaction.get_connection().in_atomic_block):
+                raise
+            log.warning("allocation batch aborted by the database; trying again", extra={"error": str(exc),
+                                                                                        "attempt": attempt})
+    raise AssertionError("unreachable")
 
 
 def _authorized(request: HttpRequest) -> bool:

@@ -1,9 +1,15 @@
 """`make scale-out`: three consumer processes per stage on 6 partitions work through a backlog; under load a fourth
-process joins each group, then one of the first three leaves (SIGTERM, as a deploy does). A sampler reads every
-group's committed offsets every SAMPLE_SECONDS: a partition's pause is the longest time its committed offset
-stood still while it had lag, measured in the window after each membership change, next to the same measure in
-the calm window before the first change. Afterwards the invariants of tools/invariants.py prove that no effect
-was duplicated or lost. Assignment: cooperative-sticky (workers/kafka.py), the docstring of `main` says why.
+process joins each group, then one of the first three leaves (SIGTERM, as a deploy does). Two measures:
+
+- **Rebalance pause** of each moved partition: from its "revoked" (or "lost") log line on the old owner to its
+  "assigned" line on the new one (workers/rebalance.py). This is the time nobody may consume it. Partitions that
+  do not move have no pause: cooperative-sticky leaves them where they are.
+- **Longest stall**: a sampler reads every group's committed offsets every SAMPLE_SECONDS; a partition stalls while
+  its committed offset stands still with lag. This includes batch time (an allocations batch waits on the HTTP
+  API), so it is also measured in the calm window before the first change, for comparison.
+
+Afterwards the invariants of tools/invariants.py prove that no effect was duplicated or lost. Assignment:
+cooperative-sticky (workers/kafka.py), the docstring of `main` says why.
 
     .venv/bin/python bench/scale_out.py [--payments 20000]
 """
@@ -12,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import sys
 import threading
 import time
@@ -76,6 +84,43 @@ def longest_stall(samples, start: float, end: float) -> dict[str, float]:
     return stalls
 
 
+def partition_moves(log_dir: Path) -> list[dict]:
+    """Every partition handed from one process to another, from the rebalance lines of the processes' JSON logs:
+    where from, where to, when it was revoked (epoch seconds) and how long it had no owner."""
+    lines = []
+    for path in sorted(log_dir.glob("*.log")):
+        for text in path.read_text(errors="replace").splitlines():
+            if '"rebalance_event"' not in text:
+                continue
+            try:
+                record = json.loads(text)
+            except ValueError:
+                continue
+            lines += [(record["at"], record["stage"], partition, record["rebalance_event"], path.stem)
+                      for partition in record["partitions"]]
+    ownerless: dict[tuple[str, str], tuple[float, str]] = {}
+    moves = []
+    for at, stage, partition, event, process in sorted(lines):
+        if event in ("revoked", "lost"):
+            ownerless[(stage, partition)] = (at, process)
+        elif (stage, partition) in ownerless:
+            since, source = ownerless.pop((stage, partition))
+            moves.append({"stage": stage, "partition": partition, "from": source, "to": process, "revoked_at": since,
+                          "pause_ms": round((at - since) * 1000, 1)})
+    return moves
+
+
+def pause_summary(moves: list[dict], start: float, end: float) -> dict[str, dict]:
+    """Per stage, the partitions moved in [start, end) (epoch seconds) and their rebalance pauses."""
+    out: dict[str, dict] = {}
+    for stage in STAGES:
+        pauses = sorted(m["pause_ms"] for m in moves if m["stage"] == stage and start <= m["revoked_at"] < end)
+        if pauses:
+            out[stage] = {"moved": len(pauses), "median_ms": round(statistics.median(pauses), 1),
+                          "max_ms": pauses[-1]}
+    return out
+
+
 def main() -> int:
     """Why cooperative-sticky and not the new consumer protocol (KIP-848): librdkafka 2.16 speaks KIP-848 and Kafka
     4.3 serves it, but the consumers' session timeout and heartbeat then belong to the broker's group config, and
@@ -87,7 +132,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("WEB_PORT", "8766")
     os.environ["ADMIN_SERVICE_URL"] = f"http://127.0.0.1:{os.environ['WEB_PORT']}"
-    env = setup(f"scale-{int(time.time())}.")
+    env = {**setup(f"scale-{int(time.time())}."), "LOG_LEVEL": "INFO"}  # INFO: the rebalance lines
     from bench.pipeline import Processes, wait_for_web
     from tools.invariants import Expected, measure
     from tools.seed import purchase_confirmed, seed_catalog, seed_payments
@@ -95,7 +140,9 @@ def main() -> int:
     from workers.models import OutboxEvent
 
     payments = seed_payments(seed_catalog(args.payments, courses=5), prefix="scale")
-    procs = Processes(env, ROOT / "var" / "scale-out" / "logs")
+    log_dir = ROOT / "var" / "scale-out" / "logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    procs = Processes(env, log_dir)
     procs.start("web", "relay", *STAGES)
     for name in STAGES:
         procs.start_copy(name, 1)
@@ -110,11 +157,11 @@ def main() -> int:
                                                      for p in payments])
         started = time.monotonic()
         time.sleep(6)
-        joined_at = time.monotonic()
+        joined_at, joined_wall = time.monotonic(), time.time()
         for name in STAGES:
             procs.start_copy(name, 3)  # a fourth member per group
         time.sleep(10)
-        left_at = time.monotonic()
+        left_at, left_wall = time.monotonic(), time.time()
         for name in STAGES:
             procs.stop_one(f"{name}#1")  # one of the first three leaves
         done = wait_for(lambda: OutboxEvent.objects.filter(sent_at__isnull=True).count() == 0
@@ -122,7 +169,10 @@ def main() -> int:
         time.sleep(3)
         sampler.stopped.set()
         checks = measure(Expected(payments=args.payments))
+        moves = partition_moves(log_dir)
         report.update({
+            "rebalance_pause_after_join": pause_summary(moves, joined_wall, left_wall),
+            "rebalance_pause_after_leave": pause_summary(moves, left_wall, time.time()),
             "seconds_to_finish": round(done + 6 + 10, 1),
             "calm_longest_stall_ms": longest_stall(sampler.samples, started, joined_at),
             "after_join_longest_stall_ms": longest_stall(sampler.samples, joined_at, left_at),

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import uuid
 
-from allocations.services import Request, allocate
+from allocations.batch import Request
+from allocations.services import allocate
 from tests.factories import purchase_of
 
 

@@ -5,8 +5,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from allocations.batch import Request, allocate_many
 from allocations.models import TrainerAllocation
-from allocations.services import NoCapacity, PurchaseCancelled, Request, UnknownPurchase, allocate_many
+from allocations.services import NoCapacity, PurchaseCancelled, UnknownPurchase
 from tests.allocations.support import allocate_bought, bought
 from tests.factories import CourseFactory, PurchaseFactory, StudentFactory, TrainerFactory, purchase_of
 
