@@ -67,10 +67,10 @@ class Sampler(threading.Thread):
                 continue
 
 
-def longest_stall(samples, start: float, end: float) -> dict[str, float]:
+def longest_stall(samples, start: float, end: float) -> dict[str, dict]:
     """Per group, the longest time (ms) one of its partitions' committed offsets stood still with lag, in
-    [start, end]."""
-    stalls: dict[str, float] = {}
+    [start, end], and which partition that was."""
+    stalls: dict[str, dict] = {}
     since: dict[tuple, tuple[float, int]] = {}
     for at, point in samples:
         if not start <= at <= end:
@@ -80,7 +80,9 @@ def longest_stall(samples, start: float, end: float) -> dict[str, float]:
             if first is None or committed != first[1] or committed >= high:
                 since[key] = (at, committed)
                 continue
-            stalls[key[0]] = max(stalls.get(key[0], 0.0), round((at - first[0]) * 1000))
+            ms = round((at - first[0]) * 1000)
+            if ms > stalls.get(key[0], {}).get("ms", 0):
+                stalls[key[0]] = {"ms": ms, "partition": f"{key[1]}[{key[2]}]"}
     return stalls
 
 
@@ -128,8 +130,12 @@ def main() -> int:
     Cooperative-sticky already moves only the partitions that change owner, so the other members never stop."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--payments", type=int, default=20_000)
-    parser.add_argument("--report", default=str(ROOT / "docs" / "scale-out-report.json"))
+    parser.add_argument("--report", default=None, help="default: docs/scale-out-report.json, or "
+                        "docs/scale-out-cluster-report.json on the three-broker cluster")
     args = parser.parse_args()
+    brokers = len(os.environ.get("KAFKA_BROKERS", "127.0.0.1:19092").split(","))
+    args.report = args.report or str(ROOT / "docs" / ("scale-out-cluster-report.json" if brokers > 1
+                                                      else "scale-out-report.json"))
     os.environ.setdefault("WEB_PORT", "8766")
     os.environ["ADMIN_SERVICE_URL"] = f"http://127.0.0.1:{os.environ['WEB_PORT']}"
     env = {**setup(f"scale-{int(time.time())}."), "LOG_LEVEL": "INFO"}  # INFO: the rebalance lines
@@ -147,7 +153,9 @@ def main() -> int:
     for name in STAGES:
         procs.start_copy(name, 1)
         procs.start_copy(name, 2)
-    report: dict = {"payments": args.payments, "partitions": 6, "assignment": "cooperative-sticky"}
+    report: dict = {"payments": args.payments, "partitions": 6, "brokers": brokers,
+                    "replication": int(os.environ.get("KAFKA_TOPIC_REPLICATION", "1")),
+                    "assignment": "cooperative-sticky"}
     sampler = Sampler()
     try:
         wait_for_web(env["ADMIN_SERVICE_URL"])
