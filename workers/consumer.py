@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections
 
-from workers import line, metrics, ordering, rebalance
+from workers import line, metrics, rebalance
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
 from workers.line import LineStopped
@@ -31,10 +31,10 @@ from workers.loop import StopFlag, reset_db_connection, run_until_stopped
 from workers.outbox import publisher
 from workers.processing import Processor
 from workers.retry import Backoff, CircuitBreaker
+from workers.samples import SampleRecorder
 from workers.stage import Stage
 
 log = logging.getLogger(__name__)
-GAUGE_EVERY_SECONDS = 5.0
 # Due retries and the outbox's "sent" marks are looked at this often, not on every poll: each look is a query,
 # which would otherwise cost more than handling a single event.
 CHORES_EVERY_SECONDS = 0.25
@@ -74,7 +74,7 @@ class StageConsumer:
         self.stop = StopFlag(stage.name)
         self._paused = False
         self._infra_failures = 0
-        self._gauges_at = 0.0
+        self.samples = SampleRecorder(stage)
         self._chores_at = 0.0
         self._uncommitted: dict[tuple[str, int], int] = {}  # done, but the commit of these offsets failed
         self._stage_paused = False  # a StagePause row exists for the stage (workers.line)
@@ -113,6 +113,7 @@ class StageConsumer:
             sources.append(_source(msg))
         if sources and self._process(sources):
             self._commit(sources)
+            self.samples.handled(len(sources))
         if self.processor.line.stopped is not None:
             self._stop_the_line(self.processor.line.stopped)
         now = time.monotonic()
@@ -166,6 +167,7 @@ class StageConsumer:
         for tp, offset in next_offsets.items():
             if self._uncommitted.get(tp, 0) <= offset:
                 self._uncommitted.pop(tp, None)
+        self.samples.committed()
         return True
 
     def _commit_again(self) -> None:
@@ -271,21 +273,12 @@ class StageConsumer:
         except Exception:
             log.exception("marking outbox rows sent failed", extra={"stage": self.stage.name})
             reset_db_connection()
-        now = time.monotonic()
-        if now - self._gauges_at < GAUGE_EVERY_SECONDS:
+        if not self.samples.due():
             return
-        self._gauges_at = now
         try:
-            waiting = ordering.counts(self.stage.group_id)
-            metrics.PENDING_RETRIES.labels(self.stage.name).set(waiting.retrying)
-            metrics.PARKED.labels(self.stage.name).set(waiting.parked)
-            metrics.HELD_KEYS.labels(self.stage.name).set(waiting.held_keys)
-            for tp in self.consumer.position(self.consumer.assignment()):
-                low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-                if tp.offset >= 0:
-                    metrics.CONSUMER_LAG.labels(self.stage.name, tp.topic, tp.partition).set(max(high - tp.offset, 0))
+            self.samples.record(self.consumer, breaker=self.breaker.state, paused=self._paused)
         except Exception:
-            log.debug("gauges failed", exc_info=True)
+            log.debug("sampling failed", exc_info=True)
             reset_db_connection()
 
     def close(self) -> None:

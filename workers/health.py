@@ -96,10 +96,10 @@ def snapshot(target: Target, *, client: AdminClient | None = None,
     try:
         group = client.describe_consumer_groups([target.group_id], request_timeout=timeout)[target.group_id]
         description = group.result()
-        committed = _committed(client, target.group_id, timeout)
+        committed = committed_offsets(client, target.group_id, timeout)
         lag = _lag(client, target.topics, committed, timeout)
     except KafkaException as exc:
-        return Snapshot(state="UNKNOWN", members=0, committed={}, lag=-1, error=_describe(exc))
+        return Snapshot(state="UNKNOWN", members=0, committed={}, lag=-1, error=describe_error(exc))
     state = description.state.name if description.state is not None else "UNKNOWN"
     return Snapshot(state=state, members=len(description.members), committed=committed, lag=lag)
 
@@ -213,7 +213,7 @@ def _min_insync(client: AdminClient, names: list[str], timeout: float) -> dict[s
     return found
 
 
-def _committed(client: AdminClient, group_id: str, timeout: float) -> dict[tuple[str, int], int]:
+def committed_offsets(client: AdminClient, group_id: str, timeout: float) -> dict[tuple[str, int], int]:
     request = [ConsumerGroupTopicPartitions(group_id)]
     result = client.list_consumer_group_offsets(request, request_timeout=timeout)[group_id].result()
     return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or [] if tp.offset >= 0}
@@ -228,16 +228,18 @@ def _lag(client: AdminClient, topics: tuple[str, ...], committed: dict[tuple[str
         if meta is None or meta.error is not None:
             raise KafkaException(f"topic {name} is missing")
         partitions.extend(TopicPartition(name, p) for p in meta.partitions)
+    return sum(partition_lags(client, partitions, committed, timeout).values())
+
+
+def partition_lags(client: AdminClient, partitions: list[TopicPartition], committed: dict[tuple[str, int], int],
+                   timeout: float) -> dict[tuple[str, int], int]:
+    """High watermark minus committed offset (the low watermark where nothing is committed), per partition."""
     if not partitions:
-        return 0
+        return {}
     high = _offsets(client, partitions, OffsetSpec.latest(), timeout)
     uncommitted = [tp for tp in partitions if (tp.topic, tp.partition) not in committed]
     low = _offsets(client, uncommitted, OffsetSpec.earliest(), timeout) if uncommitted else {}
-    total = 0
-    for key, end in high.items():
-        start = committed.get(key, low.get(key, end))
-        total += max(end - start, 0)
-    return total
+    return {key: max(end - committed.get(key, low.get(key, end)), 0) for key, end in high.items()}
 
 
 def _offsets(client: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec,
@@ -250,6 +252,6 @@ def _progressed(earlier: Snapshot, later: Snapshot) -> bool:
     return any(offset > earlier.committed.get(key, -1) for key, offset in later.committed.items())
 
 
-def _describe(exc: KafkaException) -> str:
+def describe_error(exc: KafkaException) -> str:
     err = exc.args[0] if exc.args else exc
     return getattr(err, "str", lambda: str(err))()

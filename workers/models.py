@@ -215,6 +215,7 @@ class StagePause(models.Model):
 
     class Meta:
         db_table = "stage_pauses"
+        permissions = [("pause_stage", "Can pause and resume a stage")]
 
     def __str__(self) -> str:
         return f"{self.stage} paused by {self.paused_by}: {self.reason}"
@@ -242,3 +243,30 @@ class StageControlAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.stage} by {self.actor}"
+
+
+class StageSample(models.Model):
+    """What one consumer process saw over the last few seconds, written every SAMPLE_SECONDS by
+    workers.samples: the pipeline console's history (throughput and lag over 15 minutes), its events/s, breaker
+    state and time of the last commit. Each process deletes its stage's samples past SAMPLE_RETENTION.
+    The view permission on this model is the console's ("Can view pipeline")."""
+
+    stage = models.CharField(max_length=64)
+    member = models.CharField(max_length=200, help_text="host:pid of the consumer process")
+    at = models.DateTimeField()
+    seconds = models.FloatField(help_text="The time this sample covers.")
+    processed = models.PositiveIntegerField(help_text="Events handled in that time (skips and retries included).")
+    lag = models.BigIntegerField(help_text="Messages behind the end of this member's partitions; -1 unknown.")
+    partitions = models.PositiveIntegerField(default=0)
+    breaker = models.CharField(max_length=16, default="closed")
+    paused = models.BooleanField(default=False)
+    last_commit_at = models.DateTimeField(null=True)
+
+    class Meta:
+        db_table = "stage_samples"
+        indexes = [models.Index(fields=["stage", "at"], name="stage_sample_stage_at")]
+        verbose_name = "pipeline"
+        verbose_name_plural = "pipeline"
+
+    def __str__(self) -> str:
+        return f"{self.stage} {self.member} at {self.at:%H:%M:%S}"

@@ -2,54 +2,25 @@
 live server, with the real Kafka behind the replay action.
 
 Screenshots of the list and detail pages go to pytest's tmp dir; with SAVE_SCREENSHOTS=1 they replace the ones
-kept in docs/screenshots/ (not on every run, so `make test` leaves the checkout clean).
+kept in docs/screenshots/ (tests/browser/conftest.py).
 """
-import os
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connections
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from purchases.models import Payment
-from tests.conftest import ROOT
+from tests.browser.conftest import log_in
 from tests.factories import DeadLetterFactory, PaymentFactory, PurchaseFactory
 from tests.workers import support
 from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/bootstrap; never `playwright install`
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 LIST_PATH = "/admin/workers/deadletter/"
-
-
-@pytest.fixture
-def browser(monkeypatch) -> Browser:
-    # Playwright's sync API keeps an event loop running in this thread, and Django refuses ORM calls where a
-    # loop runs (SynchronousOnlyOperation). Nothing here is async: allow it for this test only.
-    # Inside that loop asgiref gives the ORM connections of their own, so close them before leaving it, or
-    # they outlive the test and keep the test database from being dropped.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            connections.close_all()
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    if os.environ.get("SAVE_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "screenshots"
-    return tmp_path
 
 
 def _enrollment_so_far() -> Payment:
@@ -87,11 +58,7 @@ def _dead_letters(payment: Payment) -> list[DeadLetter]:
 
 
 def _log_in(page: Page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/admin/login/?next={LIST_PATH}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    expect(page).to_have_url(f"{base_url}{LIST_PATH}")
+    log_in(page, base_url, username, password, LIST_PATH)
 
 
 def test_operator_filters_opens_and_replays_and_a_viewer_cannot(browser, live_server, topic_prefix,
