@@ -241,4 +241,4 @@ class StageControlActionAdmin(ReadOnlyAdmin):
     list_filter = ("stage", "action", "created_at")
     readonly_fields = list_display
     fields = list_display
-from workers import console_admin  # noqa: E402,F401  (the pipeline console registers itself)
+from workers import console_admin, retry_queue_admin  # noqa: E402,F401  (they register themselves)

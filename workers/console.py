@@ -44,7 +44,8 @@ class Point:
 @dataclass
 class StageView:
     name: str
-    group_id: str
+    group_id: str  # the Kafka group
+    retry_group: str  # the group's name in PostgreSQL (PendingRetry.consumer, ProcessedEvent.consumer)
     state: str = "UNKNOWN"
     members: list[str] = field(default_factory=list)
     partitions: list[Partition] = field(default_factory=list)
@@ -64,7 +65,7 @@ class StageView:
 
 def pipeline(*, now: datetime.datetime | None = None, client: AdminClient | None = None) -> list[StageView]:
     now = now or timezone.now()
-    views = [StageView(s.name, s.kafka_group_id()) for s in stages()]
+    views = [StageView(s.name, s.kafka_group_id(), s.group_id) for s in stages()]
     by_name = {v.name: v for v in views}
     _from_broker(views, client or admin_client())
     for stage in stages():

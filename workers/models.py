@@ -97,6 +97,12 @@ class PendingRetry(models.Model):
             # The rows of one key in arrival order: the head of a key is its lowest id (workers.ordering).
             models.Index(fields=["consumer", "key", "id"], name="pending_retry_key_order"),
         ]
+        verbose_name = "pending retry"
+        verbose_name_plural = "retry queue"
+        permissions = [
+            ("retry_pendingretry", "Can retry pending retries now"),
+            ("discard_pendingretry", "Can discard pending retries"),
+        ]
 
 
 class DeadLetter(models.Model):
@@ -270,3 +276,26 @@ class StageSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage} {self.member} at {self.at:%H:%M:%S}"
+
+
+class RetryQueueAction(models.Model):
+    """The audit trail of the retry queue (workers.retry_queue): who made which waiting events due now, or took
+    them out of the queue (kept as discarded dead letters), and why. Never edited."""
+
+    class Action(models.TextChoices):
+        RETRY_NOW = "retry_now"
+        DISCARD = "discard"
+
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    count = models.PositiveIntegerField(help_text="How many waiting events the action changed.")
+    event_ids = models.JSONField(default=list, help_text="The event ids it changed.")
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "retry_queue_actions"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of {self.count} waiting event(s) by {self.actor}"
