@@ -63,7 +63,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     search_help_text = f"Exact correlation id, event id, dead letter id (UUIDs) or {KEY_LABEL.lower()}."
     ordering = ("-last_failed_at", "-id")
     list_per_page = 50
-    actions = ["replay_selected", "discard_selected"]
+    actions = ["replay_selected", "replay_at_rate", "discard_selected"]
     fieldsets = (
         ("Status", {"fields": ("status", "status_changed_at", "status_changed_by", "status_reason",
                                "waiting_behind_shown", "enrollment_trace")}),
@@ -174,6 +174,11 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             self.message_user(request, f"{result.skipped} not replayed (discarded, resolved, replayed a moment "
                                        "ago, or not acknowledged by the broker).", messages.WARNING)
 
+    @admin.action(permissions=["replay"], description="Replay selected at a set rate (a replay job)")
+    def replay_at_rate(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Two steps: a page asks for the rate, then a ReplayJob starts (workers.replay_jobs)."""
+        return replay_admin.start_job(self, request, queryset)
+
     @admin.action(permissions=["discard"], description="Discard selected dead letters")
     def discard_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         """Two steps: the first POST shows a confirmation page asking for a reason; its form posts the same
@@ -241,4 +246,7 @@ class StageControlActionAdmin(ReadOnlyAdmin):
     list_filter = ("stage", "action", "created_at")
     readonly_fields = list_display
     fields = list_display
-from workers import console_admin, retry_queue_admin  # noqa: E402,F401  (they register themselves)
+
+
+# The operator's other pages register themselves; they import this module's admin classes, so they come last.
+from workers import console_admin, replay_admin, retry_queue_admin  # noqa: E402,F401

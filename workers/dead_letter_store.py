@@ -74,8 +74,8 @@ def _store(fields: dict) -> int:
     if fields["last_failed_at"] > row.last_failed_at:  # failed again after a replay
         for name in REFRESHED_ON_REPEAT:
             setattr(row, name, fields[name])
-        row.status, row.status_changed_at, row.status_changed_by = DeadLetter.Status.NEW, timezone.now(), ""
-        row.status_reason, row.replay_attempt_id = "failed again after replay", None
+        row.status, row.status_changed_at, row.status_changed_by = DeadLetter.Status.PARKED, timezone.now(), ""
+        row.status_reason, row.replay_attempt_id = "failed again after replay: parked", None
         row.save()
     return 0
 
@@ -110,7 +110,7 @@ class ReplayResult:
 def _replayable() -> Q:
     stale = timezone.now() - datetime.timedelta(seconds=REPLAY_STALE_SECONDS)
     never = Q(reason=DeadLetter.Reason.INVALID) | ~Q(cut={}) | Q(malformed=True)  # unreplayable(), in SQL
-    return (Q(status=DeadLetter.Status.NEW)
+    return (Q(status__in=[DeadLetter.Status.NEW, DeadLetter.Status.PARKED])
             | Q(status=DeadLetter.Status.REPLAYED, status_changed_at__lt=stale)) & ~never
 
 
@@ -131,7 +131,7 @@ def _claim_for_replay(ids: list[int], actor: str) -> list[DeadLetter]:
 def replay(rows: Iterable[DeadLetter], *, actor: str) -> ReplayResult:
     """Republish each dead letter's original message to its original topic, once, and mark it replayed.
 
-    Eligible: new rows, and replayed rows whose replay is older than REPLAY_STALE_SECONDS (its message was
+    Eligible: new and parked rows, and replayed rows whose replay is older than REPLAY_STALE_SECONDS (its message was
     lost, say); two replays at once publish a row once. Rows `unreplayable()` are refused with their reason.
     A row the broker did not acknowledge goes back to new."""
     rows = list(rows)

@@ -111,6 +111,9 @@ class DeadLetter(models.Model):
     class Status(models.TextChoices):
         NEW = "new"
         REPLAYED = "replayed"
+        # Failed again after a replay: kept out of bulk replays (no replay loop), in the parking lot until an
+        # operator replays it alone once the cause is fixed, or discards it.
+        PARKED = "parked"
         DISCARDED = "discarded"
         RESOLVED = "resolved"
 
@@ -299,3 +302,48 @@ class RetryQueueAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} of {self.count} waiting event(s) by {self.actor}"
+
+
+class ParkedDeadLetter(DeadLetter):
+    """The parking lot: dead letters that failed again after a replay (status parked), in an admin list of
+    their own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "parked dead letter"
+        verbose_name_plural = "parking lot"
+
+
+class ReplayJob(models.Model):
+    """A bulk replay at a set rate (workers.replay_jobs): `rate` dead letters a second, in the order of
+    `dead_letter_ids`, run by the dead-letter persister (or by `replay_dead_letters --rate` in the foreground),
+    one chunk a second under the job's row lock, so two runners never exceed the rate together."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rate = models.PositiveIntegerField(help_text="Dead letters replayed per second.")
+    dead_letter_ids = models.JSONField(default=list)
+    position = models.PositiveIntegerField(default=0, help_text="How many of the ids were taken so far.")
+    replayed = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    next_chunk_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "replay_jobs"
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def total(self) -> int:
+        return len(self.dead_letter_ids)
+
+    def __str__(self) -> str:
+        return f"replay of {self.total} dead letter(s) at {self.rate}/s by {self.created_by}"

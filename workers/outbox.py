@@ -253,7 +253,8 @@ def prune(*, outbox_days: int, processed_days: int) -> dict[str, int]:
     cutoff = now - timedelta(days=outbox_days)  # created_at narrows the scan (BRIN); sent_at decides
     outbox_deleted, _ = OutboxEvent.objects.filter(created_at__lt=cutoff, sent_at__lt=cutoff).delete()
     unresolved = DeadLetter.objects.filter(
-        status__in=[DeadLetter.Status.NEW, DeadLetter.Status.REPLAYED], event_id__isnull=False
+        status__in=[DeadLetter.Status.NEW, DeadLetter.Status.REPLAYED, DeadLetter.Status.PARKED],
+        event_id__isnull=False,
     ).values("event_id")
     processed_deleted, _ = (
         ProcessedEvent.objects.filter(processed_at__lt=now - timedelta(days=processed_days))

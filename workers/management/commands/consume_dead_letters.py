@@ -1,12 +1,26 @@
-"""`manage.py consume_dead_letters`: store every dead-letter-queue message as a DeadLetter row."""
+"""`manage.py consume_dead_letters`: store every dead-letter-queue message as a DeadLetter row, and run the due
+chunk of any replay job between polls (workers.replay_jobs)."""
+import logging
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from workers import metrics
+from workers import metrics, replay_jobs
 from workers.command import MAX_BATCH_SIZE, bounded
 from workers.dead_letter_store import PERSISTER_GROUP, persist_batch
 from workers.kafka import DEAD_LETTER_TOPIC, make_consumer, topic
-from workers.loop import StopFlag, run_until_stopped
+from workers.loop import StopFlag, reset_db_connection, run_until_stopped
+
+log = logging.getLogger(__name__)
+
+
+def run_replay_jobs() -> None:
+    """At most one chunk of one due job per poll: a replay at a set rate goes on while this process runs."""
+    try:
+        replay_jobs.run_chunk()
+    except Exception:  # the database is down: the job waits, and the next poll tries again
+        log.exception("running a replay job failed")
+        reset_db_connection()
 
 
 def subscribed_consumer():
@@ -32,6 +46,7 @@ class Command(BaseCommand):
             stored = persist_batch(consumer, batch_size=batch_size)
             metrics.DEAD_LETTERS_STORED.inc(stored)
             metrics.LAST_POLL.labels("dead_letters").set_to_current_time()
+            run_replay_jobs()
             return True  # persist_batch waits for messages itself
 
         def reconnect() -> None:  # uncommitted messages come back to the next consumer of the group
