@@ -68,3 +68,6 @@ class ParkingLotAdmin(DeadLetterAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).filter(status=DeadLetter.Status.PARKED)
+
+    def get_urls(self) -> list:
+        return admin.ModelAdmin.get_urls(self)  # the enrollment trace stays the dead letters' own page

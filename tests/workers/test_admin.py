@@ -66,7 +66,7 @@ def test_list_is_newest_first_with_counts_per_status(admin_client):
     assert response.status_code == 200
     assert list(response.context["cl"].result_list)[:3] == [newest, middle, old]
     counts = {value: n for value, _, n in response.context["status_counts"]}
-    assert counts == {"new": 2, "replayed": 0, "discarded": 1, "resolved": 1}
+    assert counts == {"new": 2, "replayed": 0, "parked": 0, "discarded": 1, "resolved": 1}
     html = response.content.decode()
     assert 'id="dead-letter-status-counts"' in html and '<span class="count">2</span>New' in html
     for column in ("Stage", "Error class", "Status", "Event type", "Student id", "Correlation id", "Attempts",
@@ -156,7 +156,7 @@ def test_actions_follow_the_dedicated_permissions(admin_client, viewer_client, c
     assert not DeadLetterAction.objects.exists()
 
     client.force_login(_staff(django_user_model, "replayer", "view_deadletter", "replay_deadletter"))
-    assert _action_names(client.get(CHANGELIST)) == {"replay_selected"}
+    assert _action_names(client.get(CHANGELIST)) == {"replay_selected", "replay_at_rate"}
 
 
 @pytest.mark.django_db
