@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from demo_progress import LiveProgress  # noqa: E402  (scripts/, next to this file)
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,18 +91,12 @@ def wait_for_web(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def send_lifecycle_mix(url: str, secret: str, items: list, senders: int, timeout: float) -> tuple:
-    """The lifecycle mix (tools/lifecycle.py); the second wave waits, with a progress bar, for its targets."""
-    from tqdm import tqdm
-
+    """The lifecycle mix (tools/lifecycle.py); the second wave waits for its targets to complete."""
     from tools.lifecycle import Provider, send_mix, wait_enrolled
 
     def wait(targets: list[str]) -> None:
-        with tqdm(total=len(targets), desc="enrollments to refund/duplicate later", unit="enr") as bar:
-            def progress(done: int, total: int) -> None:
-                bar.n = done
-                bar.refresh()
-            if not wait_enrolled(targets, timeout, progress):
-                print("  some enrollments did not complete in time; sending their second wave anyway")
+        if not wait_enrolled(targets, timeout, lambda done, total: None):
+            print("  some enrollments did not complete in time; sending their second wave anyway")
 
     provider = Provider(url, secret)
     return provider, send_mix(provider, items, senders, wait)
@@ -132,23 +128,16 @@ def stage_counts() -> dict[str, int]:
     return {**dict(zip(names, row)), "enrolled": enrolled()}
 
 
-def wait_with_progress(total: int, timeout: float) -> dict[str, int]:
+def wait_until_done(total: int, timeout: float) -> dict[str, int]:
     """Until `total` enrollments are complete and the pipeline is idle (cancellations and releases done)."""
-    from tqdm import tqdm
-
     from tools.lifecycle import idle
 
     deadline = time.monotonic() + timeout
-    with tqdm(total=total, desc="enrollments with 7 sessions", unit="enr") as bar:
-        while True:
-            counts = stage_counts()
-            bar.n = counts["enrolled"]
-            bar.set_postfix(cancelled=counts["purchases_cancelled"], released=counts["allocations_released"],
-                            dead=counts["dead_letters"])
-            bar.refresh()
-            if (counts["enrolled"] >= total and idle()) or time.monotonic() > deadline:
-                return counts
-            time.sleep(0.5)
+    while True:
+        counts = stage_counts()
+        if (counts["enrolled"] >= total and idle()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
 
 
 def latencies() -> dict[str, float]:
@@ -210,11 +199,19 @@ def run(args: argparse.Namespace, env: dict[str, str], items: list) -> dict:
     try:
         url = f"http://127.0.0.1:{args.port}"
         wait_for_web(url, pipeline)
+        planned = len(items) + sum(i.repurchase + i.duplicate for i in items)  # a payment row each
+        progress = LiveProgress(stage_counts, payments_planned=planned)
+        progress.start()  # from the first payment on
         started = time.monotonic()
-        provider, sent = send_lifecycle_mix(url, settings.PAYMENT_WEBHOOK_SECRET, items, args.senders, args.timeout)
-        send_seconds = time.monotonic() - started
-        expected = sent.expected()
-        counts = wait_with_progress(expected.enrollments, args.timeout)
+        try:
+            provider, sent = send_lifecycle_mix(url, settings.PAYMENT_WEBHOOK_SECRET, items, args.senders,
+                                                args.timeout)
+            send_seconds = time.monotonic() - started
+            expected = sent.expected()
+            progress.expected = expected.enrollments
+            counts = wait_until_done(expected.enrollments, args.timeout)
+        finally:
+            progress.stop()
         time.sleep(2)  # let the cache stage and the outbox bookkeeping settle before checking invariants
         checks = measure(expected)
     finally:
