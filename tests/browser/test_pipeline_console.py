@@ -1,32 +1,33 @@
 """The pipeline console in a real browser, on a real purchases consumer: the operator watches the stage drain,
-pauses it and sees its lag grow while payments arrive, resumes it and sees it drain; a viewer sees no buttons.
+pauses it and sees its lag grow while payments arrive (signed webhooks to the live server, published through
+the outbox), resumes it and sees it drain; a viewer sees no buttons.
 The console refreshes itself: nothing here reloads the page after a payment."""
 import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.db import connection
 from playwright.sync_api import expect
 
 from purchases.models import StudentCoursePurchase as Purchase
 from tests.browser.conftest import log_in
-from tools.seed import purchase_confirmed, seed_catalog, seed_payments
+from tools.lifecycle import Provider
+from tools.seed import seed_catalog
 from workers import registry
-from workers.consumer import StageConsumer
-from workers.kafka import make_producer, topic
+from workers.consumer import PAUSE_CHECK_SECONDS, StageConsumer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CONSOLE = "/admin/workers/stagesample/"
 REFRESHED = 20_000  # ms: a panel refresh (5 s), the broker's view of the commit, and slack for a busy machine
 
 
-def _confirm(payments) -> None:
-    producer = make_producer()
-    for p in payments:
-        producer.produce(topic("purchase-confirmed"), key=str(p.student_id).encode(),
-                         value=purchase_confirmed(p).to_json())
-    assert producer.flush(10) == 0
+def _pay(base_url: str, pairs) -> None:
+    """Signed payment confirmations to the live server's webhook, as the provider sends them."""
+    provider = Provider(base_url, settings.PAYMENT_WEBHOOK_SECRET)
+    for student, course in pairs:
+        assert provider.confirm(student, course, f"console_{student}_{course}")
 
 
 def _wait_for(done, timeout: float = 20) -> None:
@@ -56,7 +57,7 @@ def purchases_consumer(topic_prefix):
 
 def test_pause_shows_lag_growing_and_resume_shows_it_drain(browser, live_server, django_user_model, screenshots,
                                                            purchases_consumer):
-    payments = seed_payments(seed_catalog(24, courses=2), prefix="console")
+    pairs = seed_catalog(24, courses=2)
     django_user_model.objects.create_superuser("operator", "operator@example.test", "operator-pw")
     viewer = django_user_model.objects.create_user("viewer", password="viewer-pw", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_stagesample"))
@@ -67,7 +68,7 @@ def test_pause_shows_lag_growing_and_resume_shows_it_drain(browser, live_server,
     expect(card).to_be_visible()
     expect(page.locator("#stage-allocations")).to_be_visible()  # every registered stage
 
-    _confirm(payments[:12])
+    _pay(live_server.url, pairs[:12])
     _wait_for(lambda: Purchase.objects.count() == 12)
     expect(card).to_have_attribute("data-lag", "0", timeout=REFRESHED)
 
@@ -76,7 +77,8 @@ def test_pause_shows_lag_growing_and_resume_shows_it_drain(browser, live_server,
     expect(page.locator("ul.messagelist li.success")).to_contain_text("Purchases paused")
     expect(card.locator(".paused")).to_contain_text("paused by admin:operator: trainer import running")
 
-    _confirm(payments[12:])
+    time.sleep(PAUSE_CHECK_SECONDS * 2)  # the consumer has read the pause (it obeys within 5 s)
+    _pay(live_server.url, pairs[12:])
     expect(card).to_have_attribute("data-lag", "12", timeout=REFRESHED)  # payments arrive, nothing consumed
     assert Purchase.objects.count() == 12
     page.screenshot(path=str(screenshots / "pipeline-console-paused.png"), full_page=True)
