@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from workers import console, line, registry
+from workers.admin import ReadOnlyAdmin
 from workers.models import StageSample
 
 REFRESH_SECONDS = 5
@@ -29,16 +30,7 @@ def polyline(values: list[float]) -> str:
 
 
 @admin.register(StageSample)
-class PipelineConsole(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
+class PipelineConsole(ReadOnlyAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         return [

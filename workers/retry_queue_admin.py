@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils.text import Truncator
 
 from workers import ordering, retry_queue
+from workers.admin import ReadOnlyAdmin
 from workers.models import PendingRetry, RetryQueueAction
 
 ERROR_SHOWN = 120  # characters of the last error in the list
@@ -29,7 +30,7 @@ class StageFilter(admin.SimpleListFilter):
 
 
 @admin.register(PendingRetry)
-class RetryQueueAdmin(admin.ModelAdmin):
+class RetryQueueAdmin(ReadOnlyAdmin):
     list_display = ("id", "stage", "state", "attempts", "next_attempt_at", "error_class", "last_error",
                     "last_failed_at", "event_id")
     list_filter = (StageFilter, "dead_lettered", "next_attempt_at")
@@ -44,15 +45,6 @@ class RetryQueueAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         behind = ExpressionWrapper(ordering.earlier_of_key(), output_field=BooleanField())
         return super().get_queryset(request).annotate(behind=behind)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("workers.retry_pendingretry")
@@ -103,19 +95,10 @@ class RetryQueueAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetryQueueAction)
-class RetryQueueActionAdmin(admin.ModelAdmin):
+class RetryQueueActionAdmin(ReadOnlyAdmin):
     """The retry queue's audit trail, read-only."""
 
     list_display = ("created_at", "actor", "action", "count", "event_ids", "reason")
     list_filter = ("action", "created_at")
     readonly_fields = list_display
     fields = list_display
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -141,3 +141,12 @@ def set_topic_config(name: str, key: str, value: str) -> None:
     resource = ConfigResource("topic", name, incremental_configs=[
         ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
     client.incremental_alter_configs([resource])[resource].result(10)
+
+
+def staff(django_user_model, username: str, *codenames: str):
+    """A staff user with exactly these permissions of the workers app (password "pw")."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username=username, password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="workers", codename__in=codenames))
+    return user

@@ -4,7 +4,6 @@ import datetime
 import uuid
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from enrollment.events import TRAINER_ALLOCATED
@@ -32,15 +31,9 @@ def _change_url(row: DeadLetter) -> str:
     return reverse("admin:workers_deadletter_change", args=[row.pk])
 
 
-def _staff(django_user_model, username: str, *codenames: str):
-    user = django_user_model.objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="workers", codename__in=codenames))
-    return user
-
-
 @pytest.fixture
 def viewer_client(client, django_user_model):
-    client.force_login(_staff(django_user_model, "viewer", "view_deadletter", "view_deadletteraction"))
+    client.force_login(support.staff(django_user_model, "viewer", "view_deadletter", "view_deadletteraction"))
     return client
 
 
@@ -155,7 +148,7 @@ def test_actions_follow_the_dedicated_permissions(admin_client, viewer_client, c
     assert DeadLetter.objects.get(pk=row.pk).status == DeadLetter.Status.NEW
     assert not DeadLetterAction.objects.exists()
 
-    client.force_login(_staff(django_user_model, "replayer", "view_deadletter", "replay_deadletter"))
+    client.force_login(support.staff(django_user_model, "replayer", "view_deadletter", "replay_deadletter"))
     assert _action_names(client.get(CHANGELIST)) == {"replay_selected", "replay_at_rate"}
 
 
@@ -309,5 +302,5 @@ def test_trace_shows_one_enrollment_in_time_order_and_its_rows(admin_client, vie
 
 @pytest.mark.django_db
 def test_trace_needs_the_dead_letter_view_permission(client, django_user_model):
-    client.force_login(_staff(django_user_model, "clerk", "view_deadletteraction"))
+    client.force_login(support.staff(django_user_model, "clerk", "view_deadletteraction"))
     assert client.get(reverse("admin:workers_deadletter_trace", args=[uuid.uuid4()])).status_code == 403

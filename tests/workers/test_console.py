@@ -4,7 +4,6 @@ import datetime
 import uuid
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from tests.workers import support
@@ -13,12 +12,6 @@ from workers.models import DeadLetter, StageControlAction, StagePause, StageSamp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/admin/workers/stagesample/"
-
-
-def _staff(django_user_model, username: str, *codenames: str):
-    user = django_user_model.objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="workers", codename__in=codenames))
-    return user
 
 
 def test_a_consumer_samples_what_it_handled_its_lag_and_its_last_commit(make_consumer_for, monkeypatch):
@@ -69,7 +62,7 @@ def test_the_state_of_each_stage_from_the_broker_and_the_samples(topic_prefix):
 
 
 def test_a_viewer_sees_the_console_without_pause_buttons(client, django_user_model, topic_prefix):
-    client.force_login(_staff(django_user_model, "viewer", "view_stagesample"))
+    client.force_login(support.staff(django_user_model, "viewer", "view_stagesample"))
     page = client.get(URL)
     assert page.status_code == 200
     text = page.content.decode()
@@ -82,12 +75,12 @@ def test_a_viewer_sees_the_console_without_pause_buttons(client, django_user_mod
 
 
 def test_the_console_needs_its_view_permission(client, django_user_model):
-    client.force_login(_staff(django_user_model, "nobody"))
+    client.force_login(support.staff(django_user_model, "nobody"))
     assert client.get(URL).status_code == 403 and client.get(URL + "panel/").status_code == 403
 
 
 def test_an_operator_pauses_and_resumes_a_stage_with_a_reason_audited(client, django_user_model, topic_prefix):
-    client.force_login(_staff(django_user_model, "ops", "view_stagesample", "pause_stage"))
+    client.force_login(support.staff(django_user_model, "ops", "view_stagesample", "pause_stage"))
     assert "Pause purchases" in client.get(URL).content.decode()
     client.post(URL + "purchases/pause/", {"reason": "  "})
     assert not StagePause.objects.exists()  # a pause needs a reason

@@ -1,7 +1,6 @@
 """The retry queue in the admin: what waits, and "retry now" / "discard" with their own permissions and an audit
 row. Real consumers run what the actions release."""
 import pytest
-from django.contrib.auth.models import Permission
 
 from tests.workers import support
 from workers import registry, retry_queue
@@ -9,12 +8,6 @@ from workers.models import DeadLetter, PendingRetry, RetryQueueAction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/admin/workers/pendingretry/"
-
-
-def _staff(django_user_model, username: str, *codenames: str):
-    user = django_user_model.objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="workers", codename__in=codenames))
-    return user
 
 
 def _waiting(make_consumer_for, settings, student_id: int, behind: int = 0):
@@ -46,7 +39,7 @@ def test_the_queue_shows_each_waiting_event_and_its_state(admin_client, make_con
 
 def test_retry_now_runs_it_at_once_and_is_audited(client, django_user_model, make_consumer_for, settings):
     consumer, first, _ = _waiting(make_consumer_for, settings, 502)
-    client.force_login(_staff(django_user_model, "ops", "view_pendingretry", "retry_pendingretry"))
+    client.force_login(support.staff(django_user_model, "ops", "view_pendingretry", "retry_pendingretry"))
     answer = _act(client, "retry_selected_now", PendingRetry.objects.all())
     assert "Made due now: 1 waiting event(s)." in answer.content.decode()
     support.poll_until(consumer, lambda: support.effects([first]) == 1, timeout=10)  # not 10 minutes
@@ -58,7 +51,7 @@ def test_retry_now_runs_it_at_once_and_is_audited(client, django_user_model, mak
 def test_discard_keeps_the_message_as_a_discarded_dead_letter_and_frees_its_key(
         client, django_user_model, make_consumer_for, settings):
     consumer, first, later = _waiting(make_consumer_for, settings, 503, behind=2)
-    client.force_login(_staff(django_user_model, "ops", "view_pendingretry", "discard_pendingretry"))
+    client.force_login(support.staff(django_user_model, "ops", "view_pendingretry", "discard_pendingretry"))
     head = PendingRetry.objects.get(event_id=first.event_id)
     asked = _act(client, "discard_selected", [head])
     assert "give a reason" in asked.content.decode()
@@ -78,7 +71,7 @@ def test_discard_keeps_the_message_as_a_discarded_dead_letter_and_frees_its_key(
 
 def test_the_actions_need_their_permissions(client, django_user_model, make_consumer_for, settings):
     _waiting(make_consumer_for, settings, 504)
-    client.force_login(_staff(django_user_model, "viewer", "view_pendingretry"))
+    client.force_login(support.staff(django_user_model, "viewer", "view_pendingretry"))
     page = client.get(URL).content.decode()
     assert "Retry selected now" not in page and "Discard selected" not in page
     _act(client, "retry_selected_now", PendingRetry.objects.all())
