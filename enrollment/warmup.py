@@ -9,7 +9,6 @@ the last burst of 30-70 ms answers in the first 0.1 s of load.
 """
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from concurrent.futures import Executor
@@ -18,6 +17,8 @@ from confluent_kafka import KafkaException
 from django.db import connection
 from django.urls import Resolver404, get_resolver
 
+from workers.loop import tune_gc
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +26,8 @@ def warm_up(timeout: float = 5.0) -> None:
     """Resolve the URLs, connect the Kafka producer (and start marking what it publishes as sent), then move
     every object alive so far (Django, the app, the libraries: hundreds of thousands) out of the garbage
     collector's sight with `gc.freeze()`, so a full collection during a request does not walk them all (such
-    pauses showed as 60-70 ms bursts of slow answers)."""
+    pauses showed as 60-70 ms bursts of slow answers), and collect young objects less often
+    (workers.loop.tune_gc)."""
     try:
         get_resolver().resolve("/api/payments/confirmations")
     except Resolver404:
@@ -37,8 +39,7 @@ def warm_up(timeout: float = 5.0) -> None:
         publisher().producer.list_topics(timeout=timeout)
     except KafkaException as exc:  # not fatal: emitted events wait in the outbox until the broker is back
         log.warning("web worker started without a Kafka connection: %s", exc)
-    gc.collect()
-    gc.freeze()
+    tune_gc()
 
 
 # Plans the webhook's statements once, so the new backend has the tables and indexes in its caches.

@@ -81,6 +81,13 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:15432/enrollment")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's PostgreSQL backend with a health check that costs no round trip (workers/db/base.py).
+DATABASES["default"]["ENGINE"] = "workers.db"
+# psycopg prepares a statement it ran this many times on a connection (0: at once; None: never), so PostgreSQL
+# parses and plans the hot paths' statements once per connection instead of on every request and batch. Only
+# server-side bound statements (workers.sql) are prepared; Django's ORM binds client-side. "off": never.
+_prepare = env("DB_PREPARE_THRESHOLD", default="2")
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare)
 
 REDIS_PASSWORD = secret("REDIS_PASSWORD")
 CACHES = {

@@ -27,7 +27,7 @@ from workers import line, metrics, rebalance
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
 from workers.line import LineStopped
-from workers.loop import StopFlag, reset_db_connection, run_until_stopped
+from workers.loop import StopFlag, reset_db_connection, run_until_stopped, tune_gc
 from workers.outbox import publisher
 from workers.processing import Processor
 from workers.retry import Backoff, CircuitBreaker
@@ -85,6 +85,7 @@ class StageConsumer:
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
         """Poll until SIGTERM/SIGINT (or `should_stop()`), then finish the batch, commit and close."""
+        tune_gc()
         try:
             run_until_stopped(lambda: self.poll_once() > 0, stop=self.stop, should_stop=should_stop)
         finally:

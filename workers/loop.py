@@ -7,6 +7,7 @@ then the loop returns and the command closes its clients.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -32,6 +33,22 @@ class StopFlag:
         signal.signal(signal.SIGTERM, self.request)
         signal.signal(signal.SIGINT, self.request)
         return self
+
+
+# Python's cyclic garbage collector runs a young-generation pass every 700 net allocations by default: a batch
+# of 500 events allocates hundreds of thousands of short-lived objects (dicts, models, UUIDs), which reference
+# counting frees anyway, so those passes are almost all waste. Measured on the purchases stage (20,000 events,
+# bench/reference.py): 4.6-5.1 s of consumer CPU with the default thresholds, 3.1-3.8 s with these.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """For a long-running process once it has started (its modules imported, its clients made): move every object
+    alive so far out of the collector's sight (`gc.freeze()`: a full collection then does not walk Django and the
+    libraries again), and collect young objects less often (GC_THRESHOLDS says why). Cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def reset_db_connection() -> None:
