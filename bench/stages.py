@@ -94,7 +94,6 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
     """Prepare n events in a fresh topic namespace, then time the stage's consumer over them."""
     from workers.consumer import StageConsumer
     from workers.envelope import topic_for_event_type
-    from workers.loop import tune_gc
     from workers.registry import stage as registered_stage
 
     use_prefix(f"bench-{name}-{batch_size}-{uuid.uuid4().hex[:6]}.")
