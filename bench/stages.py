@@ -104,6 +104,7 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
                    [(str(e.key).encode(), e.to_json()) for e in events])
     consumer = StageConsumer(stage, batch_size=batch_size, batch_wait=0.1)
     tune_gc()  # as `StageConsumer.run()` does in the consume command
+    consumer.mark_sent_in_background()
     done, first, deadline = 0, None, time.monotonic() + 600
     try:
         while done < n and time.monotonic() < deadline:

@@ -198,8 +198,8 @@ class OutboxPublisher:
 def mark_sent_in_background(
     outbox: OutboxPublisher, interval: float = 0.25, stop: threading.Event | None = None
 ) -> threading.Thread:
-    """For a process without a consume loop (a web worker): a daemon thread that marks the rows this process
-    published as sent, every `interval` seconds. Without it the relay would publish every such row a second
+    """For a web worker, and a consumer's `run()`: a daemon thread that marks the rows this process published as
+    sent, every `interval` seconds. Without it the relay would publish every such row a second
     time after its grace period (harmless for idempotent consumers, but twice the traffic and a duplicate for
     every consumer to skip). The thread has its own database connection; a failure is logged and retried."""
     stop = stop or threading.Event()
