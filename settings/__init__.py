@@ -194,6 +194,9 @@ STUDENT_PAGE_SECTIONS = [
 # --- Workers -----------------------------------------------------------------------------------
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=500)
 WORKER_BATCH_WAIT_SECONDS = env.float("WORKER_BATCH_WAIT_SECONDS", default=0.2)
+# Transactions a consumer runs side by side on one polled batch, each on a share of its partitions
+# (workers.lanes): 2 uses the second core for PostgreSQL while Python works on the other lane. 1: one at a time.
+WORKER_LANES = env.int("WORKER_LANES", default=2)
 # Longest a consumer spends on one batch falling back one event at a time, or on one run of due retries, before it
 # polls again; well under max.poll.interval.ms (workers.kafka), or a slow dependency gets the consumer evicted.
 WORKER_TIME_BUDGET_SECONDS = env.float("WORKER_TIME_BUDGET_SECONDS", default=30.0)

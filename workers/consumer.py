@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from workers import line, metrics, rebalance
+from workers.lanes import Lanes
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
 from workers.line import LineStopped
@@ -59,11 +60,13 @@ class StageConsumer:
         batch_wait: float | None = None,
         consumer_config: dict | None = None,
         breaker: CircuitBreaker | None = None,
+        lanes: int | None = None,
     ) -> None:
         self.stage = stage
         self.batch_size = batch_size or settings.WORKER_BATCH_SIZE
         self.batch_wait = batch_wait if batch_wait is not None else settings.WORKER_BATCH_WAIT_SECONDS
-        self.consumer = make_consumer(stage.kafka_group_id(), **(consumer_config or {}))
+        self.lanes = Lanes(lanes or settings.WORKER_LANES, stage.name)
+        self.consumer = make_consumer(stage.kafka_group_id(), **self.lanes.consumer_config(), **(consumer_config or {}))
         self.producer = make_producer()
         self.breaker = breaker or CircuitBreaker(stage.name)
         self.processor = Processor(
@@ -143,7 +146,7 @@ class StageConsumer:
     def _process(self, sources: list[SourceMessage]) -> bool:
         started = time.perf_counter()
         try:
-            self.processor.process(sources)
+            self.lanes.run(self.processor.process, sources)
         except LineStopped:  # its invalid messages would pass the limit: none was written; read them again later
             self._rewind(sources)
             return False
@@ -305,6 +308,7 @@ class StageConsumer:
         except Exception:
             log.exception("outbox flush at shutdown failed")
         self.producer.flush(5)
+        self.lanes.close()
         self.consumer.close()
         if self.stage.on_close:
             self.stage.on_close()

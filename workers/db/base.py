@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import select
 
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):
+        """What `connection.queries` and CaptureQueriesContext show: psycopg keeps no query text for a statement it
+        ran prepared (settings: prepare_threshold), so the statement as written stands in for it."""
+        return super().last_executed_query(cursor, sql, params) or sql
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed:
             return False

@@ -1,0 +1,100 @@
+"""A polled batch in several transactions side by side: its partitions split into lanes, each lane processed on
+its own thread and database connection.
+
+Why: one lane spends half its time waiting for PostgreSQL (the statements, the commit's WAL flush) and the other
+half in Python; on the machine's second core PostgreSQL can run another lane's statements meanwhile, and
+psycopg releases the GIL while it waits. Measured on the purchases stage (20,000 events, bench/reference.py):
+docs/benchmarks.md.
+
+What stays as it was:
+- Order: a lane takes whole partitions, and the partition *number* decides the lane, so one key's events (one
+  partition number in every topic of the stage, as the topics have the same partition count) are in one lane,
+  in their order; the key-order checks of workers.processing see them together.
+- Exactly once: each lane is Processor.process() on its share (claims, handler, outbox, retries, dead letters
+  in its own transactions). The offsets are committed only after every lane returned; if any lane raised, the
+  caller rewinds the whole batch, and what the other lanes committed is skipped by its ProcessedEvent rows.
+- The calling thread runs the first lane itself; retries, chores and the Kafka client stay on it.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import close_old_connections, connection
+
+from workers.dead_letters import SourceMessage
+from workers.loop import reset_db_connection
+
+
+def split(sources: Sequence[SourceMessage], lanes: int) -> list[list[SourceMessage]]:
+    """At most `lanes` groups of whole partition numbers, about equally long, each in consumption order."""
+    by_partition: dict[int, list[SourceMessage]] = {}
+    for source in sources:
+        by_partition.setdefault(source.partition, []).append(source)
+    if lanes < 2 or len(by_partition) < 2:
+        return [list(sources)]
+    groups: list[list[SourceMessage]] = [[] for _ in range(min(lanes, len(by_partition)))]
+    for messages in sorted(by_partition.values(), key=len, reverse=True):
+        min(groups, key=len).extend(messages)
+    return groups
+
+
+def _in_lane(process: Callable[[list[SourceMessage]], None], group: list[SourceMessage]) -> None:
+    close_old_connections()  # this thread's connection: past CONN_MAX_AGE, or broken by an earlier failure
+    try:
+        process(group)
+    except BaseException:
+        reset_db_connection()
+        raise
+
+
+class Lanes:
+    def __init__(self, lanes: int, name: str) -> None:
+        self.lanes = max(1, lanes)
+        self._pool = (ThreadPoolExecutor(max_workers=self.lanes - 1, thread_name_prefix=f"{name}-lane")
+                      if self.lanes > 1 else None)
+
+    def consumer_config(self) -> dict[str, int]:
+        """Fetch each partition in chunks of 64 KiB (about 200 events) rather than 1 MiB: librdkafka queues a
+        fetched chunk whole, so with 1 MiB chunks a polled batch of 500 nearly always came from one partition
+        (measured: 30 of 40 batches) and had nothing to split. A larger event still comes, one per fetch."""
+        return {"max.partition.fetch.bytes": 65_536} if self.lanes > 1 else {}
+
+    def run(self, process: Callable[[list[SourceMessage]], None], sources: Sequence[SourceMessage]) -> None:
+        """process() each lane's share; returns when all are done, raising the first lane's error if any."""
+        groups = split(sources, self.lanes)
+        if self._pool is None or len(groups) < 2:
+            process(list(sources))
+            return
+        futures = [self._pool.submit(_in_lane, process, group) for group in groups[1:]]
+        error: BaseException | None = None
+        try:
+            process(groups[0])
+        except BaseException as exc:
+            error = exc
+        for future in futures:
+            try:
+                future.result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Close each lane thread's database connection, then the threads."""
+        if self._pool is None:
+            return
+        workers = self.lanes - 1
+        barrier = threading.Barrier(workers)
+
+        def close_connection() -> None:
+            connection.close()
+            barrier.wait(5)  # every thread takes one of these tasks
+
+        for future in [self._pool.submit(close_connection) for _ in range(workers)]:
+            try:
+                future.result(10)
+            except Exception:  # a broken barrier or connection: the process is going anyway
+                pass
+        self._pool.shutdown(wait=True)
