@@ -25,9 +25,9 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from workers import line, metrics, rebalance
-from workers.lanes import Lanes
 from workers.dead_letters import DeadLetterPublisher, SourceMessage
 from workers.kafka import make_consumer, make_producer
+from workers.lanes import Lanes
 from workers.line import LineStopped
 from workers.loop import StopFlag, reset_db_connection, run_until_stopped, tune_gc
 from workers.outbox import mark_sent_in_background, publisher
