@@ -92,6 +92,12 @@ class CircuitBreaker:
         if failures >= self.min_failures and failures / len(self._outcomes) >= self.failure_ratio:
             self._open()
 
+    def record_successes(self, count: int) -> None:
+        """`record(outage=False)` count times: past the window (and a half-open breaker's closing) more change
+        nothing."""
+        for _ in range(min(count, self.window + 1)):
+            self.record(outage=False)
+
     def _open(self) -> None:
         self._opened_at = self.clock()
         self._set("open")
