@@ -34,6 +34,30 @@ def test_breaker_opens_on_mostly_transient_failures_and_probes_after_a_while():
     assert metrics.BREAKER_OPEN.labels("unit")._value.get() == 0
 
 
+def test_a_batch_of_successes_counts_as_that_many_single_successes():
+    def breaker(clock):
+        b = CircuitBreaker("unit-batch", window=10, min_failures=5, failure_ratio=0.5, open_seconds=1,
+                           clock=clock)
+        for _ in range(5):
+            b.record(outage=True)
+        return b
+
+    now = [0.0]
+    one_by_one, batched = breaker(lambda: now[0]), breaker(lambda: now[0])
+    for _ in range(3):
+        one_by_one.record(outage=False)
+    batched.record_successes(3)
+    assert one_by_one.state == batched.state == "open"  # the window still holds the five outages
+    now[0] = 1.0
+    assert one_by_one.wants_probe and batched.wants_probe
+    one_by_one.record(outage=False)
+    batched.record_successes(500)  # a batch that worked closes a half-open breaker, and the window is all successes
+    assert one_by_one.state == batched.state == "closed"
+    for _ in range(4):
+        batched.record(outage=True)
+    assert batched.allows_work()  # 4 outages in a window of 10 successes-then-outages: still closed
+
+
 def test_successes_keep_the_breaker_closed():
     breaker = CircuitBreaker("unit2", window=10, min_failures=5, failure_ratio=0.5)
     for _ in range(20):
