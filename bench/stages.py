@@ -94,7 +94,6 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
     """Prepare n events in a fresh topic namespace, then time the stage's consumer over them."""
     from workers.consumer import StageConsumer
     from workers.envelope import topic_for_event_type
-    from workers.loop import tune_gc
     from workers.registry import stage as registered_stage
 
     use_prefix(f"bench-{name}-{batch_size}-{uuid.uuid4().hex[:6]}.")
@@ -103,8 +102,7 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
     produce_values(topic_for_event_type(events[0].event_type),
                    [(str(e.key).encode(), e.to_json()) for e in events])
     consumer = StageConsumer(stage, batch_size=batch_size, batch_wait=0.1)
-    tune_gc()  # as `StageConsumer.run()` does in the consume command
-    consumer.mark_sent_in_background()
+    consumer.begin()  # as `StageConsumer.run()` does in the consume command
     done, first, deadline = 0, None, time.monotonic() + 600
     try:
         while done < n and time.monotonic() < deadline:

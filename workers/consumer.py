@@ -90,18 +90,19 @@ class StageConsumer:
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, *, should_stop: Callable[[], bool] | None = None) -> None:
         """Poll until SIGTERM/SIGINT (or `should_stop()`), then finish the batch, commit and close."""
-        tune_gc()
-        self.mark_sent_in_background()
+        self.begin()
         try:
             run_until_stopped(lambda: self.poll_once() > 0, stop=self.stop, should_stop=should_stop)
         finally:
             self.close()
 
-    def mark_sent_in_background(self) -> None:
-        """Mark the published outbox rows sent from a thread with its own database connection (as a web worker
-        does), instead of between polls: the UPDATE then runs on another PostgreSQL backend, beside the next
-        batch's transaction, and the loop does not wait for it (0.6 s of the purchases stage's 8 s per 20,000
-        events, measured). `run()` does this; a test that drives `poll_once()` itself marks them in the loop."""
+    def begin(self) -> None:
+        """What `run()` does before its first poll (the bench's timed loop calls it too): the process's GC policy
+        (workers.loop.tune_gc), and the published outbox rows marked sent from a thread with its own database
+        connection, as a web worker does, instead of between polls: the UPDATE then runs on another PostgreSQL
+        backend beside the next batch's transaction (0.6 s of the purchases stage's 8 s per 20,000 events,
+        measured). A test that drives `poll_once()` itself marks them in the loop."""
+        tune_gc()
         if self._marker is None:
             stop = threading.Event()
             self._marker = (mark_sent_in_background(publisher(), stop=stop), stop)

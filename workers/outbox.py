@@ -64,15 +64,13 @@ class OutboxMessage(NamedTuple):
     value: bytes
 
 
-def prepare(emission: Emission, topic: str | None = None) -> tuple[Event, OutboxMessage]:
-    """The event for an emission and the outbox message that carries it (row id not known yet). `topic`: the
-    event type's topic, when the caller knows it already."""
+def prepare(emission: Emission) -> tuple[Event, OutboxMessage]:
+    """The event for an emission and the outbox message that carries it (row id not known yet)."""
     event = build_event(emission.event_type, emission.payload, correlation_id=emission.correlation_id,
                         causation_id=emission.causation_id)
     key = emission.key if emission.key is not None else contract().key_of(emission.payload)
     return event, OutboxMessage(pk=0, event_id=event.event_id, event_type=event.event_type,
-                                topic=topic or topic_for_event_type(event.event_type), key=str(key),
-                                value=event.to_json())
+                                topic=topic_for_event_type(event.event_type), key=str(key), value=event.to_json())
 
 
 def emit_many(emissions: Sequence[Emission]) -> list[Event]:
@@ -81,8 +79,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[Event]:
         raise RuntimeError("emit() must run inside transaction.atomic(): the event commits with the state change")
     if not emissions:
         return []
-    topics = {t: topic_for_event_type(t) for t in {e.event_type for e in emissions}}
-    events, messages = zip(*(prepare(e, topics[e.event_type]) for e in emissions))
+    events, messages = zip(*(prepare(e) for e in emissions))
     # One INSERT for the whole batch (workers/sql.py says why not bulk_create); each message learns its row id,
     # which the "sent" mark needs.
     ids = dict(unnest_insert(

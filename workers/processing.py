@@ -146,20 +146,17 @@ class Processor(DueRetries):
         events: list[tuple[SourceMessage, Event]] = []
         seen: set = set()
         max_bytes = settings.KAFKA_MAX_MESSAGE_BYTES  # read once per batch, not per message
-        placement: dict[tuple[str, str], InvalidEvent | None] = {}  # (event type, topic) -> misplaced()
         for source in sources:
             try:
-                if source.headers and (too_many := too_many_headers(source.headers)) is not None:
+                if (too_many := too_many_headers(source.headers)) is not None:
                     raise InvalidEvent(too_many)
                 event = decode(source.value, max_bytes=max_bytes)
             except InvalidEvent as exc:
                 invalid.append(self._record(source, None, exc, attempts=0, reason="invalid"))
                 continue
-            where = (event.event_type, source.topic)
-            if where not in placement:
-                placement[where] = misplaced(event, source.topic)
-            if placement[where] is not None:  # a valid event, but not for this topic's handler: never run it
-                invalid.append(self._record(source, event, placement[where], attempts=0, reason="invalid"))
+            wrong_topic = misplaced(event, source.topic)
+            if wrong_topic is not None:  # a valid event, but not for this topic's handler: never run it
+                invalid.append(self._record(source, event, wrong_topic, attempts=0, reason="invalid"))
                 continue
             if event.event_id not in seen:  # the same event twice in one batch: handle it once
                 seen.add(event.event_id)
