@@ -41,6 +41,9 @@ def test_the_webhook_answers_202_after_postgresql_dropped_its_connection(setting
     pid = connection.connection.info.backend_pid  # the persistent connection the next request would reuse
     params = connection.get_connection_params()
     with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True) as admin:
-        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+        # With a timeout, pg_terminate_backend returns once the backend has exited: the connection is then really
+        # dropped (its FATAL message and the end of the stream are on our socket), as after a restart. Without it
+        # the next request could race the signal and meet a backend that is still alive when it asks.
+        assert admin.execute("SELECT pg_terminate_backend(%s, 10000)", [pid]).fetchone()[0]
     assert [_confirm(student, other, n) for n, other in enumerate(others[:3], start=2)] == [202, 202, 202]
     assert Payment.objects.count() == 4
