@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
@@ -30,8 +30,8 @@ from purchases.http import (
 )
 from purchases.models import Payment
 from purchases.settlement import PAYMENT_LOCK_SUBQUERY
-from workers.outbox import Emission, emit_with
-from workers.sql import fetch
+from workers.outbox import Emission, emit_when
+from workers.sql import SequenceIds
 
 log = logging.getLogger(__name__)
 
@@ -56,33 +56,44 @@ def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
     )
 
 
-# The hot path is two round trips: this lookup, and one statement that inserts the payment and its event's
-# outbox row (`emit_with`). The payment id is drawn from its sequence here so the event can name it before the
-# INSERT; a repeat or a refused request leaves a gap in the ids, which nothing relies on.
-LOOKUPS_SQL = (
-    "SELECT (SELECT id FROM payments WHERE provider_payment_id = %s),"
-    " EXISTS (SELECT 1 FROM students WHERE id = %s), EXISTS (SELECT 1 FROM courses WHERE id = %s),"
-    " nextval(pg_get_serial_sequence('payments', 'id'))"
+# The hot path is one round trip (`emit_when`): a statement that reads the facts the answer depends on (a payment
+# with this provider id, the student, the course), inserts the payment only when they allow it, and inserts its
+# event's outbox row from that INSERT. The event names the payment, so its id is drawn before the statement, from a
+# block of ids this process drew from the sequence (`SequenceIds`): ids are unique, not in arrival order
+# (received_at is), and a repeat or a refused request leaves a gap, which nothing relies on.
+FACTS_SQL = (
+    "SELECT (SELECT id FROM payments WHERE provider_payment_id = %s) AS existing,"
+    " EXISTS (SELECT 1 FROM students WHERE id = %s) AS student_known,"
+    " EXISTS (SELECT 1 FROM courses WHERE id = %s) AS course_known"
 )
 # The payment's advisory lock (purchases.settlement) is held from the INSERT to the commit, so a refund that
 # arrives at the same time either sees this payment or is seen by the purchases stage.
 INSERT_PAYMENT_SQL = (
     "INSERT INTO payments (id, provider_payment_id, student_id, course_id, amount, currency, correlation_id,"
     " body_sha256, confirmed_at, received_at) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp()"
-    f" FROM {PAYMENT_LOCK_SUBQUERY} RETURNING id"
+    f" FROM facts, {PAYMENT_LOCK_SUBQUERY}"
+    " WHERE facts.existing IS NULL AND facts.student_known AND facts.course_known RETURNING id"
 )
+PAYMENT_IDS = SequenceIds("payments")
 
 
-def _lookups(confirmation: PaymentConfirmation) -> tuple[int | None, bool, bool, int]:
-    """(existing payment id, student exists, course exists, id for a new payment) in one round trip."""
-    [row] = fetch(LOOKUPS_SQL, [confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id])
-    return row
+class Attempt(NamedTuple):
+    """What the one statement found and did."""
+
+    existing_id: int | None  # a payment with this provider id was there already: nothing inserted
+    student_known: bool
+    course_known: bool
+    payment_id: int  # the new payment's id, if it was inserted
+    correlation_id: uuid.UUID | None  # None when nothing was inserted
 
 
-def _accept(confirmation: PaymentConfirmation, payment_id: int, digest: str) -> uuid.UUID:
-    """Insert the payment and emit PURCHASE_CONFIRMED, atomically, in one statement. Returns the correlation id."""
-    correlation_id = uuid.uuid4()
-    emit_with(
+def _accept(confirmation: PaymentConfirmation, digest: str) -> Attempt:
+    """Insert the payment and emit PURCHASE_CONFIRMED in one statement, when no payment has this provider id yet
+    and the student and the course exist."""
+    payment_id, correlation_id = PAYMENT_IDS.take(), uuid.uuid4()
+    (existing_id, student_known, course_known), event = emit_when(
+        FACTS_SQL,
+        [confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id],
         INSERT_PAYMENT_SQL,
         [payment_id, confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id,
          confirmation.amount, confirmation.currency, correlation_id, digest, confirmation.confirmed_at,
@@ -100,7 +111,7 @@ def _accept(confirmation: PaymentConfirmation, payment_id: int, digest: str) -> 
             correlation_id=correlation_id,
         ),
     )
-    return correlation_id
+    return Attempt(existing_id, student_known, course_known, payment_id, correlation_id if event else None)
 
 
 @csrf_exempt
@@ -114,23 +125,22 @@ def payment_confirmation(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"errors": field_errors(exc)}, status=400)
     digest = confirmation.content_sha256()
 
-    existing_id, student_known, course_known, payment_id = _lookups(confirmation)
-    if existing_id is not None:
-        return _answer_existing(Payment.objects.get(pk=existing_id), digest)
-    if not student_known:
-        return error(422, "unknown student", student_id=confirmation.student_id)
-    if not course_known:
-        return error(422, "unknown course", course_id=confirmation.course_id)
-
     try:
-        correlation_id = _accept(confirmation, payment_id, digest)
+        attempt = _accept(confirmation, digest)
     except IntegrityError:
         # Most likely a concurrent request with the same provider id committed first: answer from its row.
         existing = Payment.objects.filter(provider_payment_id=confirmation.provider_payment_id).first()
         if existing is None:
             raise
         return _answer_existing(existing, digest)
+    if attempt.existing_id is not None:
+        return _answer_existing(Payment.objects.get(pk=attempt.existing_id), digest)
+    if not attempt.student_known:
+        return error(422, "unknown student", student_id=confirmation.student_id)
+    if not attempt.course_known:
+        return error(422, "unknown course", course_id=confirmation.course_id)
 
-    log.info("payment accepted", extra={"payment_id": payment_id, "correlation_id": str(correlation_id)})
-    return JsonResponse({"payment_id": payment_id, "correlation_id": str(correlation_id), "status": "accepted"},
+    payment_id, correlation_id = attempt.payment_id, str(attempt.correlation_id)
+    log.info("payment accepted", extra={"payment_id": payment_id, "correlation_id": correlation_id})
+    return JsonResponse({"payment_id": payment_id, "correlation_id": correlation_id, "status": "accepted"},
                         status=202)

@@ -97,13 +97,22 @@ def emit_many(emissions: Sequence[Emission]) -> list[Event]:
     return list(events)
 
 
-# Follows the CTE `change` of `emit_with`: one outbox row per row the change returned (exactly one).
+# Follows the CTE `change`: one outbox row per row the change returned (exactly one for `emit_with`; one or none
+# for `emit_when`, whose change may refuse to make its row).
 OUTBOX_ROW_AFTER_CHANGE_SQL = """
 INSERT INTO outbox_events (event_id, event_type, topic, key, value, correlation_id, created_at, publish_attempts,
                            last_error)
 SELECT %s, %s, %s, %s, %s, %s, clock_timestamp(), 0, '' FROM change
 RETURNING id
 """
+
+
+def _outbox_params(event: Event, message: OutboxMessage) -> list[Any]:
+    return [message.event_id, message.event_type, message.topic, message.key, message.value, event.correlation_id]
+
+
+def _publish_on_commit(row: OutboxMessage) -> None:
+    transaction.on_commit(lambda: publisher().publish([row]))  # at once unless an outer transaction is open
 
 
 def emit_with(change_sql: str, change_params: Sequence[Any], emission: Emission) -> Event:
@@ -115,11 +124,29 @@ def emit_with(change_sql: str, change_params: Sequence[Any], emission: Emission)
     (the payment webhook: docs/benchmarks.md). The event is published right after, like `emit()`'s."""
     event, message = prepare(emission)
     sql = f"WITH change AS ({change_sql}) {OUTBOX_ROW_AFTER_CHANGE_SQL}"
-    [(pk,)] = fetch(sql, [*change_params, message.event_id, message.event_type, message.topic, message.key,
-                          message.value, event.correlation_id])
-    row = message._replace(pk=pk)
-    transaction.on_commit(lambda: publisher().publish([row]))  # at once unless an outer transaction is open
+    [(pk,)] = fetch(sql, [*change_params, *_outbox_params(event, message)])
+    _publish_on_commit(message._replace(pk=pk))
     return event
+
+
+def emit_when(
+    facts_sql: str, facts_params: Sequence[Any], change_sql: str, change_params: Sequence[Any], emission: Emission
+) -> tuple[tuple, Event | None]:
+    """`emit_with` for a change that depends on what the database holds, still in ONE statement: the checks, the
+    change and its outbox row, where reading the facts first would cost a round trip of its own.
+
+    `facts_sql` is a SELECT of exactly one row and becomes the CTE `facts`; `change_sql` reads FROM facts and
+    makes its row only when they allow it (its WHERE). Data-modifying CTEs run to completion in the statement's
+    one snapshot, so the outbox row exists exactly when the change's row does. Returns (the facts row, the
+    emitted event), or (the facts row, None) when the change made no row and nothing was emitted."""
+    event, message = prepare(emission)
+    sql = (f"WITH facts AS ({facts_sql}), change AS ({change_sql}), emitted AS ({OUTBOX_ROW_AFTER_CHANGE_SQL})"
+           " SELECT facts.*, (SELECT id FROM emitted) FROM facts")
+    [(*facts, pk)] = fetch(sql, [*facts_params, *change_params, *_outbox_params(event, message)])
+    if pk is None:
+        return tuple(facts), None
+    _publish_on_commit(message._replace(pk=pk))
+    return tuple(facts), event
 
 
 class OutboxPublisher:
