@@ -180,7 +180,10 @@ class Processor(DueRetries):
              [e.correlation_id for e in events]],
             on_conflict="ON CONFLICT (consumer, event_id) DO NOTHING",
             returning="event_id",
+            all_or_returning=True,
         )
+        if rows is None:  # every claim was new
+            return list(events)
         fresh = {row[0] for row in rows}
         skipped = len(events) - len(fresh)
         if skipped:

@@ -52,15 +52,24 @@ EXCLUSION_VIOLATION = "23P01"
 CONFLICTS = (UNIQUE_VIOLATION, EXCLUSION_VIOLATION)
 
 
-def fetch_skipping_conflicts(sql: str, params: Sequence[Any], on_conflict: str, returning: str = "") -> list[tuple]:
+def fetch_skipping_conflicts(
+    sql: str, params: Sequence[Any], on_conflict: str, returning: str = "", *, all_or_returning: bool = False
+) -> list[tuple] | None:
     """An INSERT whose conflicts are rare: run it plain in a savepoint, and only if a unique index or an exclusion
     constraint refuses a row (ON CONFLICT DO NOTHING handles both),
     again with `on_conflict` (e.g. "ON CONFLICT DO NOTHING"). A plain INSERT costs PostgreSQL about a third less
     than the speculative insertion ON CONFLICT needs (measured: 35,000 session rows in 0.52 s against 0.81 s).
-    `sql` ends before the conflict clause; `returning` (without the keyword) is added to both versions."""
+    `sql` ends before the conflict clause; `returning` (without the keyword) is added to both versions.
+
+    `all_or_returning`: when the caller only needs to know which rows went in, the plain statement returns
+    nothing and None stands for "every row": reading 500 rows back costs the stage's claim of every batch more
+    than the INSERT saves by it. Only the version with `on_conflict` returns `returning`."""
     tail = f" RETURNING {returning}" if returning else ""
     try:
         with transaction.atomic():
+            if all_or_returning:
+                fetch(sql, params)
+                return None
             return fetch(sql + tail, params)
     except IntegrityError as exc:
         if getattr(exc.__cause__, "sqlstate", None) not in CONFLICTS:
