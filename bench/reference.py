@@ -14,6 +14,8 @@ import time
 import uuid
 
 from bench.common import produce_values, use_prefix
+from bench.cpu import measure
+from bench.stages import cpu_per_event
 
 
 def _topic(base: str) -> str:
@@ -53,6 +55,7 @@ def plain_loop(topic_name: str, n: int, batch_size: int = 500) -> dict[str, floa
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
+    cpu = measure(lambda: {})
     done, first, deadline = 0, None, time.monotonic() + 600
     with psycopg.connect(**params) as db:
         while done < n and time.monotonic() < deadline:
@@ -67,9 +70,10 @@ def plain_loop(topic_name: str, n: int, batch_size: int = 500) -> dict[str, floa
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False)
             done += len(messages)
         seconds = time.perf_counter() - first
+    used = cpu()
     consumer.close()
     return {"events": done, "seconds": round(seconds, 2), "per_second": round(done / seconds, 1),
-            "batch_size": batch_size}
+            "batch_size": batch_size, "cpu_us_per_event": cpu_per_event(used, done)}
 
 
 def _insert_batch(db, group: str, envelopes: list[dict]) -> None:

@@ -56,6 +56,15 @@ def _key_order_row(r: dict) -> list[str]:
             f"{' and '.join(map(str, k['on_per_second']))}/s: **{k['ratio']}x** | ≥ 0.9x | — |"]
 
 
+def _cpu_note(ref: dict) -> str:
+    """CPU microseconds per event of the stage and of the plain loop, where the run measured them."""
+    stage, plain = ref["stage"].get("cpu_us_per_event"), ref["plain_loop"].get("cpu_us_per_event")
+    if not stage or not plain:
+        return ""
+    parts = ", ".join(f"{name} {stage[name]} against {plain[name]}" for name in stage)
+    return f"; CPU µs per event, stage against loop: {parts}"
+
+
 def _webhook_row(web: dict, target: str) -> str:
     neighbour = ", next to a process spinning one core" if web.get("cpu_hog") else ""
     busy = web.get("cpu_ms_per_request", {}).get("machine_busy", "—")
@@ -77,7 +86,7 @@ def _headroom_rows(r: dict) -> list[str]:
         ref = r["purchases_reference"]
         rows.append(f"| purchases stage against a plain batched psycopg loop (bench/reference.py), {ref['events']} "
                     f"events each | {ref['stage']['per_second']}/s against {ref['plain_loop']['per_second']}/s: "
-                    f"**{ref['ratio']}x** | ≥ 1.0x | — |")
+                    f"**{ref['ratio']}x**{_cpu_note(ref)} | ≥ 1.0x | — |")
     for key, target in (("webhook_400", "p99 < 50 ms"), ("webhook_hog", "p99 < 25 ms")):
         if key in r:
             rows.append(_webhook_row(r[key], target))

@@ -6,6 +6,7 @@ import time
 import uuid
 
 from bench.common import produce_values, use_prefix
+from bench.cpu import measure
 
 
 def _seed_pairs(n: int) -> list[tuple[int, int]]:
@@ -103,6 +104,7 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
                    [(str(e.key).encode(), e.to_json()) for e in events])
     consumer = StageConsumer(stage, batch_size=batch_size, batch_wait=0.1)
     consumer.begin()  # as `StageConsumer.run()` does in the consume command
+    cpu = measure(lambda: {})
     done, first, deadline = 0, None, time.monotonic() + 600
     try:
         while done < n and time.monotonic() < deadline:
@@ -111,10 +113,17 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
                 first = time.perf_counter()
             done += polled
         seconds = time.perf_counter() - first
+        used = cpu()
     finally:
         consumer.close()
     return {"events": done, "seconds": round(seconds, 2), "per_second": round(done / seconds, 1),
-            "batch_size": batch_size}
+            "batch_size": batch_size, "cpu_us_per_event": cpu_per_event(used, done)}
+
+
+def cpu_per_event(used: dict[str, float], events: int) -> dict[str, float]:
+    """CPU microseconds per event: this process (the consumer), PostgreSQL, the broker and the whole machine."""
+    names = {"consumer": "bench driver", "postgresql": "postgresql", "kafka": "kafka", "machine": "machine_busy"}
+    return {name: round(1e6 * used[key] / max(events, 1), 1) for name, key in names.items()}
 
 
 def compare(name: str, n_batched: int, n_single: int) -> dict:
