@@ -12,7 +12,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import ROOT, produce_values, use_prefix, wait_for
+from bench.common import ROOT, produce_values, quiet_database, use_prefix, wait_for
 from bench.cpu import measure
 from bench.memory import PeakMemory
 
@@ -118,6 +118,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
                        for snap in (health.snapshot(t, client=admin) for t in stages.values()))
 
         wait_for(joined, 120, "consumer groups joined", interval=0.5)
+        settled = quiet_database()  # the seeding's vacuum is the bench's work, not the pipeline's
         own = lambda: {name: procs.pid(name) for name in procs.procs}  # noqa: E731
         cpu = measure(own)
         memory = PeakMemory(own).start()
@@ -160,7 +161,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     return {"purchases": n, "seconds": round(all_done, 2), "per_second": round(n / all_done, 1),
             "produce_seconds": round(produce_seconds, 2), "sessions_done_seconds": round(sessions_done, 2),
             "db_span_seconds": round(db_span, 2), "per_second_db_span": round(n / db_span, 1),
-            "cpu_seconds": cpu_seconds, "memory": memory.result(),
+            "waited_for_quiet_database_seconds": settled, "cpu_seconds": cpu_seconds, "memory": memory.result(),
             "cpu_ms_per_purchase": {k: round(1000 * v / n, 3) for k, v in cpu_seconds.items()}}
 
 
@@ -219,6 +220,7 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     procs.start("web")
     url = env["ADMIN_SERVICE_URL"] + "/api/payments/confirmations"
     wait_for_web(env["ADMIN_SERVICE_URL"])
+    settled = quiet_database()
     spinner = subprocess.Popen(["python3", "-c", "while True: pass"]) if hog else None
     try:
         cpu = measure(lambda: {"web": procs.pid("web")})
@@ -233,6 +235,7 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
             spinner.wait()
         procs.stop()
     return {"rate": rate, "requests": total, "cpu_hog": hog, **result, "cpu_seconds": cpu_seconds,
+            "waited_for_quiet_database_seconds": settled,
             "cpu_ms_per_request": {k: round(1000 * v / total, 3) for k, v in cpu_seconds.items()}}
 
 

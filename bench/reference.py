@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 
-from bench.common import produce_values, use_prefix
+from bench.common import produce_values, quiet_database, use_prefix
 from bench.cpu import measure
 from bench.stages import cpu_per_event
 
@@ -98,6 +98,7 @@ def compare(n: int) -> dict:
     use_prefix(f"bench-reference-{uuid.uuid4().hex[:6]}.")
     events = purchases_events(n)
     produce_values(_topic("purchase-confirmed"), [(str(e.key).encode(), e.to_json()) for e in events])
+    quiet_database()  # as run_stage does: the seeding's vacuum is not the loop's work
     reference = plain_loop(_topic("purchase-confirmed"), n)
     return {"events": n, "stage": stage, "plain_loop": reference,
             "ratio": round(stage["per_second"] / reference["per_second"], 3)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from bench.common import produce_values, use_prefix
+from bench.common import produce_values, quiet_database, use_prefix
 from bench.cpu import measure
 
 
@@ -102,6 +102,7 @@ def run_stage(name: str, n: int, batch_size: int) -> dict[str, float]:
     events = EVENTS[name](n)
     produce_values(topic_for_event_type(events[0].event_type),
                    [(str(e.key).encode(), e.to_json()) for e in events])
+    quiet_database()  # the seeding's vacuum is not the stage's work
     consumer = StageConsumer(stage, batch_size=batch_size, batch_wait=0.1)
     consumer.begin()  # as `StageConsumer.run()` does in the consume command
     cpu = measure(lambda: {})

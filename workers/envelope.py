@@ -14,10 +14,12 @@ import datetime
 import decimal
 import functools
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import msgspec
 import orjson
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -47,6 +49,26 @@ class _Envelope(BaseModel):
         if value.tzinfo is None:
             raise ValueError("occurred_at must carry a time zone (ISO 8601 UTC)")
         return value
+
+
+class _FastEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    """`_Envelope` for msgspec, the fast path of `decode()`: it accepts a subset of what `_Envelope` accepts
+    (e.g. no braced or URN UUIDs, no times without seconds; tests/workers/test_envelope.py compares them), so
+    anything it refuses is decided by the step-by-step path."""
+
+    event_id: uuid.UUID
+    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    correlation_id: uuid.UUID
+    payload: dict[str, Any]
+    causation_id: uuid.UUID | None = None
+
+
+_FAST_DECODER = msgspec.json.Decoder(_FastEnvelope)
+# msgspec rounds a time's fraction of more than 6 digits to the microsecond where pydantic cuts it: a message with
+# such a run of digits anywhere (a Java Instant's nanoseconds, say) takes the step-by-step path.
+_SUB_MICROSECOND = re.compile(rb"\.[0-9]{7}")
 
 
 @dataclass(frozen=True)
@@ -137,24 +159,26 @@ def _reason(exc: ValidationError) -> str:
 def decode(value: bytes | None, *, max_bytes: int | None = None) -> Event:
     """Bytes from Kafka -> a validated Event, or InvalidEvent saying exactly what is wrong.
 
-    Fast path: pydantic parses and validates the envelope straight from the bytes (its JSON parser is written
-    in Rust), about 3x cheaper than json.loads + validating the dict; valid events always take it. Anything it
-    refuses is decoded again step by step, which says precisely what is wrong and is the rule for what is valid
-    (the fast path accepts nothing the step-by-step path refuses)."""
+    Fast path: msgspec parses and checks the envelope straight from the bytes (0.6 us against pydantic's 4.0 here),
+    and pydantic validates the payload against its schema; valid events always take it. Anything it refuses is
+    decoded again step by step, which says precisely what is wrong and is the rule for what is valid (the fast
+    path accepts nothing the step-by-step path refuses)."""
     if value is None:
         raise InvalidEvent("message has no value (tombstone)")
     limit = max_bytes if max_bytes is not None else settings.KAFKA_MAX_MESSAGE_BYTES
     if len(value) > limit:
         raise InvalidEvent(f"message is {len(value)} bytes, over the {limit}-byte limit")
+    if _SUB_MICROSECOND.search(value) is not None:
+        return _decode_step_by_step(value)
     try:
-        envelope = _Envelope.model_validate_json(value)
+        envelope = _FAST_DECODER.decode(value)
         payload = contract().schemas[(envelope.event_type, envelope.version)].model_validate(envelope.payload)
-    except (ValidationError, KeyError):
+    except Exception:  # whatever the fast path refuses, and however (msgspec raises UnicodeDecodeError, say)
         return _decode_step_by_step(value)
     return _event(envelope, payload)
 
 
-def _event(envelope: _Envelope, payload: BaseModel) -> Event:
+def _event(envelope: _Envelope | _FastEnvelope, payload: BaseModel) -> Event:
     return Event(
         event_id=envelope.event_id,
         event_type=envelope.event_type,

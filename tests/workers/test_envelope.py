@@ -57,3 +57,53 @@ def test_an_event_without_causation_round_trips():
     assert value == _reference_json(event)
     assert json.loads(value)["causation_id"] is None
     assert decode(value) == event
+
+
+def _variants() -> list[bytes]:
+    """A valid envelope and variations of each field at the edge of what is valid."""
+    event = build_event(PURCHASE_CREATED, {"purchase_id": 1, "payment_id": 2, "student_id": 3, "course_id": 4},
+                        correlation_id=uuid.uuid4(), causation_id=uuid.uuid4())
+    base = json.loads(event.to_json())
+    eid = base["event_id"]
+    changes = [
+        {}, {"event_id": eid.replace("-", "")}, {"event_id": "{" + eid + "}"}, {"event_id": "urn:uuid:" + eid},
+        {"event_id": eid.upper()}, {"event_id": eid + " "}, {"event_id": 5}, {"causation_id": None},
+        {"causation_id": ""}, {"version": 1.0}, {"version": True}, {"version": "1"}, {"version": 0}, {"version": 2},
+        {"version": 2**70}, {"event_type": ""}, {"event_type": "X" * 65}, {"event_type": "PURCHASE_CONFIRMED"},
+        {"occurred_at": "2030-01-07T10:00:00z"}, {"occurred_at": "2030-01-07 10:00:00+05:30"},
+        {"occurred_at": "2030-01-07T10:00Z"}, {"occurred_at": "2030-01-07T10:00:00,5Z"},
+        {"occurred_at": "2030-01-07T10:00:00"}, {"occurred_at": "2030-01-07T10:00:00.123456789Z"},
+        {"occurred_at": 1893974400}, {"occurred_at": "2030-02-30T10:00:00Z"}, {"extra": 1},
+        {"payload": []}, {"payload": {**base["payload"], "student_id": 3.0}},
+        {"payload": {**base["payload"], "student_id": 2**64}}, {"payload": {**base["payload"], "extra": 1}},
+    ]
+    values = [json.dumps({**base, **change}).encode() for change in changes]
+    deep = b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    return [*values, json.dumps(base).encode().replace(b'"version":1', b'"version":1,"version":1'),
+            json.dumps({**base, "payload": None}).encode()[:-1] + b',"x":' + deep + b"}", b"\xff", b"[]", b"{}",
+            json.dumps(base).encode().replace(b"PURCHASE_CREATED", b"PURCHASE_\xe9"),
+            json.dumps(base).encode().replace(b'"version":1', b'"version":1,"note":"\xe9"'),
+            json.dumps(base).encode().replace(b'"purchase_id":1', b'"purchase_id":1,"note":"\\ud800"')]
+
+
+@pytest.mark.parametrize("value", _variants())
+def test_the_fast_path_accepts_exactly_what_the_step_by_step_path_accepts(value):
+    """decode()'s msgspec fast path never decides alone: where it would accept, the result is the rule's result, and
+    anything it refuses goes to the step-by-step path (pydantic), the rule for what is valid."""
+    from workers.envelope import InvalidEvent, _decode_step_by_step
+
+    def outcome(decoder):
+        try:
+            return decoder(value)
+        except InvalidEvent as exc:
+            return ("invalid", str(exc))
+
+    assert outcome(decode) == outcome(_decode_step_by_step)
+
+
+def test_a_valid_event_takes_the_fast_path():
+    from workers.envelope import _FAST_DECODER
+
+    event = build_event(PURCHASE_CREATED, {"purchase_id": 1, "payment_id": 2, "student_id": 3, "course_id": 4},
+                        correlation_id=uuid.uuid4())
+    assert _FAST_DECODER.decode(event.to_json()).event_id == event.event_id
