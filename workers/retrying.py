@@ -25,8 +25,16 @@ from workers.errors import PermanentError
 from workers.line import LineStopped
 from workers.models import PendingRetry, StagePause
 from workers.pending import error_parts, source_of
+from workers.sql import fetch
 
 log = logging.getLogger(__name__)
+
+
+# Whether anything could be due, before the transaction that locks the next row: most looks find nothing, and the
+# look through the ORM (a transaction, the key-order and pause subqueries) cost 1.7 ms of Python and 0.4 ms of
+# PostgreSQL each, four times a second in every consumer. A superset of what `_retry_next` takes.
+ANY_DUE_SQL = ("SELECT EXISTS (SELECT 1 FROM pending_retries"
+               " WHERE consumer = %s AND NOT dead_lettered AND next_attempt_at <= %s)")
 
 
 class DueRetries:
@@ -39,7 +47,7 @@ class DueRetries:
 
         A row whose retry cannot be made durable (its dead letter not acknowledged) rolls back alone and is
         postponed by its backoff, so the rows behind it run now instead of after it, again and again."""
-        if not self.breaker.allows_work():
+        if not self.breaker.allows_work() or not self._any_due():
             return 0
         deadline = time.monotonic() + (budget_seconds if budget_seconds is not None
                                        else settings.WORKER_TIME_BUDGET_SECONDS)
@@ -49,6 +57,10 @@ class DueRetries:
                 break
             done += 1
         return done
+
+    def _any_due(self) -> bool:
+        [(any_due,)] = fetch(ANY_DUE_SQL, [self.stage.group_id, timezone.now()])  # the clock _retry_next uses
+        return any_due
 
     def probe(self) -> bool | None:
         """Half-open breaker: try the oldest waiting event once, without spending its attempt on a transient

@@ -144,3 +144,19 @@ def test_a_redelivered_event_that_waits_for_its_retry_is_left_to_its_retry(topic
     processor.process([SourceMessage(topic("purchase-created"), 0, 7, b"50", event.to_json())])
     assert support.CALLS[event.event_id] == 0 and PendingRetry.objects.get().event_id == event.event_id
     assert support.dead_letters(0, timeout=1) == []
+
+
+def test_a_look_for_due_retries_that_finds_none_is_one_query_and_a_due_row_still_runs(topic_prefix, group_id):
+    """Every consumer looks four times a second; most looks find nothing and must cost one indexed query, not the
+    transaction that locks the next row (workers.retrying.ANY_DUE_SQL)."""
+    from django.test.utils import CaptureQueriesContext
+
+    event = support.purchase_created(31)
+    _waiting(group_id, [event], seconds_ago=-60)  # waits, due in a minute
+    processor = _processor(support.make_stage(group_id))
+    with CaptureQueriesContext(connection) as looks:
+        assert processor.run_due() == 0
+    assert len(looks) == 1
+    PendingRetry.objects.update(next_attempt_at=timezone.now())
+    assert processor.run_due() == 1
+    assert support.effects([event]) == 1 and not PendingRetry.objects.exists()
