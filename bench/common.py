@@ -122,3 +122,22 @@ def quiet_database(timeout: float = 90.0) -> float:
             time.sleep(0.5)
         conn.execute("CHECKPOINT")
     return round(time.monotonic() - started, 1)
+
+
+def drop_topics(prefix: str = "bench-", keep: str | None = None, timeout: float = 60.0) -> int:
+    """Delete the broker's topics whose names start with `prefix` (the benchmarks' own: every phase makes a fresh
+    set). Each partition costs the broker heap for as long as it exists: a day of runs left over 5,000 partitions
+    and a broker of 760 MiB, against 650 MiB after one run; the memory figure is the pipeline's, not the leftovers'.
+    Topics starting with `keep` stay. Returns how many topics were deleted."""
+    from workers.kafka import admin_client
+
+    client = admin_client()
+    names = [name for name in client.list_topics(timeout=timeout).topics
+             if name.startswith(prefix) and not (keep and name.startswith(keep))]
+    for future in (client.delete_topics(names, operation_timeout=timeout).values() if names else []):
+        try:
+            future.result()
+        except Exception as exc:  # already gone (a concurrent delete): fine
+            if "UNKNOWN_TOPIC" not in str(exc):
+                raise
+    return len(names)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, machine, setup
+from bench.common import ROOT, drop_topics, machine, setup
 
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "var" / "bench"
@@ -40,8 +40,11 @@ def main() -> int:
     port = int(os.environ.get("BENCH_WEB_PORT", "8765"))
     os.environ["ADMIN_SERVICE_URL"] = f"http://127.0.0.1:{port}"
     os.environ["WEB_PORT"] = str(port)
-    env = setup(f"bench-{int(time.time())}.")
+    own = f"bench-{int(time.time())}."
+    env = setup(own)
     from bench import lifecycle, physical, pipeline, reference, stages
+
+    print(f"deleted {drop_topics(keep=own)} topics of earlier bench runs", flush=True)
 
     n_e2e = int(os.environ.get("BENCH_E2E", 20000))
     n_stage = int(os.environ.get("BENCH_STAGE", 5000))
@@ -73,6 +76,7 @@ def main() -> int:
     results["webhook_hog"] = pipeline.webhook_load(env, LOGS, hog=True)
     for key in ("webhook", "webhook_400", "webhook_hog"):
         print(results[key], flush=True)
+    drop_topics(keep=own)  # the phases before left theirs; the end-to-end run's memory peak is measured next
     slowest = min(results["stages"], key=lambda s: results["stages"][s]["batched"]["per_second"])
     print(f"end to end, {n_e2e} purchases (profiling {slowest}) ...", flush=True)
     results["end_to_end"] = pipeline.end_to_end(n_e2e, env, LOGS, profile_stage=slowest)
@@ -85,6 +89,7 @@ def main() -> int:
     results["cancellations"] = lifecycle.cancellations_end_to_end(n_cancel, env, LOGS)
     print(results["cancellations"], flush=True)
 
+    drop_topics()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "benchmarks.json").write_text(json.dumps(results, indent=2))
     from bench.report import plot, write_markdown
