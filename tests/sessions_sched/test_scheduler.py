@@ -16,6 +16,7 @@ from sessions_sched.scheduler import (
     next_session_slots,
     topup_all,
 )
+from tests.concurrency import run_in_threads
 from tests.factories import (
     AllocationFactory,
     CourseFactory,
@@ -181,11 +182,7 @@ def test_two_concurrent_topup_runs_create_each_session_once():
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_in_threads(run, 2)
     assert not errors
     assert sum(r.sessions_created for r in reports) == 7 * len(allocations) == TrainingSession.objects.count()
     assert all(future(a, WED_0900_BERLIN).count() == 7 for a in allocations)

@@ -1,10 +1,10 @@
 """SequenceIds: ids drawn from a table's sequence a block at a time (the webhook's payment ids)."""
 import os
-import threading
 
 import pytest
 from django.db import connection
 
+from tests.concurrency import run_in_threads
 from tests.factories import PaymentFactory
 from workers.sql import SequenceIds
 
@@ -20,11 +20,7 @@ def test_ids_taken_by_many_threads_are_unique_and_the_sequence_moves_past_them()
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=take) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    run_in_threads(take, 4, timeout=10)
     assert len(taken) == len(set(taken)) == 80
     assert PaymentFactory().pk > max(taken)  # a row inserted without an id never meets one of them
 

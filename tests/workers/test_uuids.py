@@ -1,7 +1,7 @@
 """workers.uuids: event ids from blocks of random bytes, unique across threads and forked processes."""
 import os
-import threading
 
+from tests.concurrency import run_in_threads
 from workers import uuids
 
 
@@ -11,11 +11,7 @@ def test_ids_are_version_4_and_unique_across_threads_and_blocks():
     def draw() -> None:
         seen.extend(uuids.uuid4() for _ in range(3 * uuids.BLOCK))
 
-    threads = [threading.Thread(target=draw) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    run_in_threads(draw, 4, timeout=10)
     assert len(seen) == len(set(seen)) == 12 * uuids.BLOCK
     assert {(u.version, u.variant) for u in seen} == {(4, "specified in RFC 4122")}
 
