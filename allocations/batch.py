@@ -80,19 +80,16 @@ HOLDING_FOR_PAIRS_SQL = """
 SELECT id FROM trainer_allocations
 WHERE status = ANY(%b::text[]) AND (student_id, course_id) IN (SELECT * FROM unnest(%b::bigint[], %b::bigint[]))
 """
-# Active trainers of the course with a free slot, least loaded first. Each trainer's load is counted on the
-# partial unique index of holding (trainer, slot) pairs, so the cost follows the course's trainers and their
-# capacity (at most 10), not the size of the allocations table.
+# Active trainers of the course with a free slot, least loaded first, by their count of holding allocations
+# (`trainers.holding`, kept by triggers: migration 0005). Counting them here instead cost an index scan and heap
+# visits per trainer of the course on every batch.
 TRAINER_LOADS_SQL = """
-SELECT t.id, t.capacity, held.load, c.time_zone, c.session_minutes
+SELECT t.id, t.capacity, t.holding, c.time_zone, c.session_minutes
 FROM trainer_courses tc
 JOIN courses c ON c.id = tc.course_id
 JOIN trainers t ON t.id = tc.trainer_id
-CROSS JOIN LATERAL (
-    SELECT count(*) AS load FROM trainer_allocations a WHERE a.trainer_id = t.id AND a.status = ANY(%b::text[])
-) held
-WHERE tc.course_id = %s AND t.is_active AND held.load < t.capacity
-ORDER BY held.load, t.id
+WHERE tc.course_id = %s AND t.is_active AND t.holding < t.capacity
+ORDER BY t.holding, t.id
 """
 LOCK_TRAINERS_SQL = """
 SELECT id, capacity FROM trainers WHERE id = ANY(%b::bigint[]) AND is_active ORDER BY id FOR NO KEY UPDATE
@@ -122,7 +119,7 @@ def _allocate_courses(by_course: dict[int, list[tuple[int, Request]]]) -> dict[i
 def _choose_trainers(course_id: int, wanted: int) -> tuple[list[int], tuple[str, int] | None]:
     """The trainers that `wanted` requests of the course would go to, least loaded first, by loads read without
     a lock (the plan is re-checked under the locks), and the course's (time zone, session minutes)."""
-    loads = fetch(TRAINER_LOADS_SQL, [list(HOLDING), course_id])
+    loads = fetch(TRAINER_LOADS_SQL, [course_id])
     heap = [(load, pk, capacity) for pk, capacity, load, _, _ in loads]
     heapq.heapify(heap)
     chosen: set[int] = set()

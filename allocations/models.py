@@ -23,6 +23,10 @@ class Trainer(models.Model):
     # How many students (holding allocations) this trainer can take at once.
     capacity = models.PositiveSmallIntegerField(default=5)
     is_active = models.BooleanField(default=True)
+    # How many holding (approved or active) allocations the trainer has now: kept by PostgreSQL triggers on
+    # trainer_allocations (migration 0005), whatever writes them. A hint for choosing the least loaded trainers;
+    # the bookings read under the trainers' locks decide (allocations.batch, allocations.slots).
+    holding = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "trainers"
