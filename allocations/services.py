@@ -16,8 +16,7 @@ import logging
 import uuid
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
 
 from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, UnknownPurchase
@@ -44,19 +43,12 @@ def existing_allocation(student_id: int, course_id: int) -> TrainerAllocation | 
 
 
 def _candidates(course_id: int, exclude: set[int]):
-    load = (
-        TrainerAllocation.objects.filter(trainer=OuterRef("pk"), status__in=HOLDING)
-        .order_by()
-        .values("trainer")
-        .annotate(n=Count("*"))
-        .values("n")
-    )
+    """Active trainers of the course with room, least loaded first (`Trainer.holding`, kept by triggers: exact for
+    a trainer once its row is locked, since every write of its allocations updates it under that lock)."""
     return (
-        Trainer.objects.filter(is_active=True, courses__id=course_id)
+        Trainer.objects.filter(is_active=True, courses__id=course_id, holding__lt=F("capacity"))
         .exclude(pk__in=exclude)
-        .annotate(load=Coalesce(Subquery(load, output_field=IntegerField()), Value(0)))
-        .filter(load__lt=F("capacity"))
-        .order_by("load", "id")
+        .order_by("holding", "id")
     )
 
 
