@@ -169,7 +169,7 @@ def settle_and_check(sent, report: dict) -> None:
     checks = db_retrying(lambda: measure(expected))
     report["checks"] = {c.name: c.ok for c in checks}
     report["failed_checks"] = {c.name: {"got": c.got, "want": c.want} for c in checks if not c.ok}
-    report["unsent_outbox"] = db_retrying(lambda: OutboxEvent.objects.filter(sent_at__isnull=True).count())
+    report["unsent_outbox"] = db_retrying(lambda: OutboxEvent.objects.unsent().count())
 
 
 def main() -> int:

@@ -148,12 +148,12 @@ class ClusterController(Controller):
         stack("kill-kafka", str(first))
         stack("kill-kafka", str(second))
         time.sleep(BOTH_DOWN_SECONDS)
-        held = list(OutboxEvent.objects.filter(sent_at__isnull=True).values_list("pk", flat=True))
+        held = list(OutboxEvent.objects.unsent().values_list("pk", flat=True))
         peak = len(held)  # what the webhook and the stages wrote meanwhile and Kafka could not take
         back = time.monotonic()
         stack("start-kafka", str(first))  # two of three again: the quorum and every minimum are back
         answering = round(time.monotonic() - back, 1)
-        while (OutboxEvent.objects.filter(pk__in=held, sent_at__isnull=True).exists()
+        while (OutboxEvent.objects.unsent().filter(pk__in=held).exists()
                and time.monotonic() - back < 300):
             time.sleep(0.5)
         drained = round(time.monotonic() - back, 1)

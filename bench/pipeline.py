@@ -98,7 +98,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
 
     from tools.seed import purchase_confirmed, seed_catalog, seed_payments
     from workers import health
-    from workers.kafka import admin_client, group_lag, topic
+    from workers.kafka import admin_client, topic
 
     prefix = f"bench-e2e-{uuid.uuid4().hex[:6]}."
     use_prefix(prefix)
@@ -134,8 +134,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
         def scheduled() -> bool:
             # The sessions group's lag first (asked of the broker, costs the machine nothing), the database's
             # count only once it is 0: a count every half second would take CPU from the pipeline it measures.
-            sessions = stages["sessions"]
-            if sum(group_lag(sessions.group_id, list(sessions.topics)).values()) > 0:
+            if health.snapshot(stages["sessions"], client=admin).lag != 0:  # one client: no new connection per look
                 return False
             with connection.cursor() as cur:
                 cur.execute(f"SELECT count(*) {this_run}", students)
@@ -143,9 +142,8 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
 
         wait_for(scheduled, 900, "sessions scheduled", interval=0.25)
         sessions_done = time.monotonic() - started
-        cache = stages["cache"]
-        wait_for(lambda: sum(group_lag(cache.group_id, list(cache.topics)).values()) == 0, 120,
-                 "cache caught up", interval=0.25)
+        wait_for(lambda: health.snapshot(stages["cache"], client=admin).lag == 0, 120, "cache caught up",
+                 interval=0.25)
         all_done = time.monotonic() - started
         cpu_seconds = cpu()
         memory.stop()

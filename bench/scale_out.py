@@ -172,7 +172,7 @@ def main() -> int:
         left_at, left_wall = time.monotonic(), time.time()
         for name in STAGES:
             procs.stop_one(f"{name}#1")  # one of the first three leaves
-        done = wait_for(lambda: OutboxEvent.objects.filter(sent_at__isnull=True).count() == 0
+        done = wait_for(lambda: OutboxEvent.objects.unsent().count() == 0
                         and measure(Expected(payments=args.payments))[-1].ok, 600, "the backlog", interval=1)
         time.sleep(3)
         sampler.stopped.set()

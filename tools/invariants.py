@@ -180,7 +180,7 @@ def measure(e: Expected) -> list[Check]:
             *_flagged_checks(q, f"{len(e.mismatches)} wrong amounts", e.mismatches, "needs_review"),
             *_flagged_checks(q, f"{len(e.duplicates)} duplicates", e.duplicates, "duplicate"),
         ]
-    checks.append(Check("every outbox event sent", OutboxEvent.objects.filter(sent_at__isnull=True).count(), 0))
+    checks.append(Check("every outbox event sent", OutboxEvent.objects.unsent().count(), 0))
     checks.append(Check("every consumer group caught up", total_lag(), 0))
     return checks
 

@@ -279,7 +279,7 @@ def idle() -> bool:
 
     def counts() -> tuple[int, int]:
         with connection.cursor() as cur:
-            cur.execute("SELECT (SELECT count(*) FROM outbox_events WHERE sent_at IS NULL),"
+            cur.execute("SELECT (SELECT count(*) FROM outbox_pending),"
                         " (SELECT count(*) FROM pending_retries)")
             return cur.fetchone()
 

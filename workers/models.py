@@ -29,9 +29,23 @@ class ProcessedEvent(models.Model):
         return f"{self.consumer}:{self.event_id}"
 
 
+class OutboxQuerySet(models.QuerySet):
+    def unsent(self) -> "OutboxQuerySet":
+        """Rows the broker has not acknowledged yet: those with an OutboxPending row."""
+        return self.filter(pending__isnull=False)
+
+    def sent(self) -> "OutboxQuerySet":
+        return self.filter(pending__isnull=True)
+
+
 class OutboxEvent(models.Model):
     """An event written in the same transaction as the state change that caused it; published after commit,
-    and by `relay_outbox` if that did not happen (crash between commit and publish, broker down)."""
+    and by `relay_outbox` if that did not happen (crash between commit and publish, broker down).
+
+    A row never changes once written (but for the relay's failure count): whether it is sent is the absence of
+    its OutboxPending row, not a column. Marking a row sent used to be an UPDATE of `sent_at`, which wrote a new
+    version of the whole row (its ~1 KB value included) and an entry in each of its B-trees; deleting the pending
+    row costs PostgreSQL a fraction of that (docs/benchmarks.md)."""
 
     event_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=64)
@@ -40,25 +54,47 @@ class OutboxEvent(models.Model):
     value = models.BinaryField(help_text="The serialized envelope, published byte for byte.")
     correlation_id = models.UUIDField(null=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     # After a failed relay attempt: not before this time again (backoff per row), so rows that keep failing never
     # hold up the rows behind them.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
+    objects = OutboxQuerySet.as_manager()
+
     class Meta:
         db_table = "outbox_events"
         indexes = [
-            models.Index(fields=["created_at"], condition=models.Q(sent_at__isnull=True), name="outbox_unsent"),
-            # Retention finds old rows by creation time (a row is sent within seconds of it). BRIN, not a B-tree on
-            # sent_at: marking a row sent is an UPDATE that writes a new entry in every B-tree of the table
-            # whose key or predicate it touches, once per event.
+            # Retention finds old rows by creation time (a row is sent within seconds of it). BRIN, not a B-tree:
+            # rows arrive in time order, and every B-tree more is paid on each insert.
             BrinIndex(fields=["created_at"], name="outbox_created_brin"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_type} {self.event_id} ({'sent' if self.sent_at else 'unsent'})"
+        return f"{self.event_type} {self.event_id}"
+
+
+class OutboxPending(models.Model):
+    """An outbox row the broker has not acknowledged yet.
+
+    Every outbox row is born with one: a statement-level trigger on outbox_events inserts it (workers migration
+    0013), whatever inserted the row (the hot paths' SQL, the ORM, a restore script), so no path can write an
+    event that is never published. The publisher deletes it on the broker's delivery report; the relay
+    publishes the rows that still have one after a grace period. The table holds only the unsent rows, so it
+    stays small; its deletes are cheap and leave the outbox row itself untouched.
+
+    No foreign-key constraint: its check would cost each insert a lookup (measured at twice the insert
+    itself); the trigger makes the row from the outbox row's own id, and `prune` removes a pending row whose
+    outbox row was deleted by hand."""
+
+    outbox = models.OneToOneField(OutboxEvent, primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                  db_column="outbox_id", related_name="pending")
+
+    class Meta:
+        db_table = "outbox_pending"
+
+    def __str__(self) -> str:
+        return f"pending outbox row {self.outbox_id}"
 
 
 class PendingRetry(models.Model):

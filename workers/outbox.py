@@ -1,10 +1,11 @@
 """The transactional outbox: `emit()` inside a transaction, publish after commit, relay what is left.
 
 The seed published after committing, so a crash between the two lost the next stage's event for good. Here an
-emitted event is an OutboxEvent row written in the same transaction as the state change; once the transaction
-commits it is handed to an idempotent producer at once (low latency), and marked sent when the broker's
-delivery report arrives. `relay_outbox` publishes any row still unsent after a grace period (the process died,
-the broker was down), so every committed event reaches Kafka at least once; consumers are idempotent.
+emitted event is an OutboxEvent row written in the same transaction as the state change, born with an
+OutboxPending row; once the transaction commits it is handed to an idempotent producer at once (low latency),
+and its pending row is deleted when the broker's delivery report arrives. `relay_outbox` publishes any row still
+pending after a grace period (the process died, the broker was down), so every committed event reaches Kafka at
+least once; consumers are idempotent.
 """
 from __future__ import annotations
 
@@ -153,7 +154,8 @@ class OutboxPublisher:
     """Publishes outbox rows with one idempotent producer and marks them sent on the broker's delivery report.
 
     Delivery reports arrive during `poll()`/`flush()`; `mark_delivered()` turns the collected ids into one
-    UPDATE. Thread-safe enough for gunicorn threads: the producer is thread-safe and the id list has a lock.
+    DELETE of their pending rows. Thread-safe enough for gunicorn threads: the producer is thread-safe and the
+    id list has a lock.
     """
 
     def __init__(self, producer: Producer | None = None) -> None:
@@ -211,7 +213,7 @@ class OutboxPublisher:
         self.take_failed()  # the relay publishes those rows again; only its own publisher keeps their errors
         ids = self.take_delivered()
         if ids:
-            fetch("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(%b::bigint[]) AND sent_at IS NULL", [ids])
+            mark_sent(ids)
             metrics.OUTBOX_SENT.inc(len(ids))
         return len(ids)
 
@@ -220,6 +222,11 @@ class OutboxPublisher:
         remaining = self.producer.flush(timeout)
         self.mark_delivered()
         return remaining
+
+
+def mark_sent(ids: Sequence[int]) -> None:
+    """The broker acknowledged these outbox rows: delete their pending rows (a row already marked is skipped)."""
+    fetch("DELETE FROM outbox_pending WHERE outbox_id = ANY(%b::bigint[])", [list(ids)])
 
 
 def mark_sent_in_background(
@@ -245,6 +252,11 @@ def mark_sent_in_background(
     return thread
 
 
+# A pending row whose outbox row is gone (deleted by hand: outbox_pending has no foreign key, models.py says why).
+ORPHANED_PENDING_SQL = """
+DELETE FROM outbox_pending p WHERE NOT EXISTS (SELECT 1 FROM outbox_events o WHERE o.id = p.outbox_id)
+"""
+
 _publisher: OutboxPublisher | None = None
 _publisher_lock = threading.Lock()
 
@@ -259,7 +271,8 @@ def publisher() -> OutboxPublisher:
 
 
 def prune(*, outbox_days: int, processed_days: int) -> dict[str, int]:
-    """Delete sent outbox rows and processed events past their retention.
+    """Delete sent outbox rows and processed events past their retention (an outbox row by its creation time:
+    it was sent within seconds of it, or is kept while it is not).
 
     A processed event is kept while an unresolved dead letter (new or replayed) names the same event: a
     replay republishes the event to its topic, where every other group reads it again, and those groups
@@ -277,8 +290,9 @@ def prune(*, outbox_days: int, processed_days: int) -> dict[str, int]:
                          f"retention (KAFKA_TOPIC_RETENTION_DAYS = {settings.KAFKA_TOPIC_RETENTION_DAYS} days)")
 
     now = timezone.now()
-    cutoff = now - timedelta(days=outbox_days)  # created_at narrows the scan (BRIN); sent_at decides
-    outbox_deleted, _ = OutboxEvent.objects.filter(created_at__lt=cutoff, sent_at__lt=cutoff).delete()
+    cutoff = now - timedelta(days=outbox_days)
+    outbox_deleted, _ = OutboxEvent.objects.sent().filter(created_at__lt=cutoff).delete()
+    fetch(ORPHANED_PENDING_SQL)
     unresolved = DeadLetter.objects.filter(
         status__in=[DeadLetter.Status.NEW, DeadLetter.Status.REPLAYED, DeadLetter.Status.PARKED],
         event_id__isnull=False,

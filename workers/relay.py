@@ -6,16 +6,24 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from workers import metrics
-from workers.models import OutboxEvent
-from workers.outbox import OutboxPublisher
+from workers.outbox import OutboxMessage, OutboxPublisher, mark_sent
 from workers.sql import fetch
 
 RELAY_MAX_BACKOFF_SECONDS = 60
 
+
+# The oldest pending rows past the grace period and their backoff, locked by their pending row: a publisher's
+# "sent" mark of the same row waits for this transaction, and several relays skip each other's rows.
+DUE_SQL = """
+SELECT o.id, o.event_id, o.event_type, o.topic, o.key, o.value
+FROM outbox_pending p JOIN outbox_events o ON o.id = p.outbox_id
+WHERE o.created_at <= %s AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= %s)
+ORDER BY o.created_at, o.id LIMIT %s
+FOR UPDATE OF p SKIP LOCKED
+"""
 
 POSTPONE_SQL = """
 UPDATE outbox_events o SET publish_attempts = o.publish_attempts + 1, last_error = left(f.error, 2000),
@@ -36,19 +44,14 @@ def relay_once(
     never selected first again and again, ahead of newer rows that would go through."""
     now = timezone.now()
     with transaction.atomic():
-        rows = list(
-            OutboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True, created_at__lte=now - timedelta(seconds=grace_seconds))
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .order_by("created_at", "id")[:limit]
-        )
+        rows = [OutboxMessage(*row) for row in fetch(DUE_SQL, [now - timedelta(seconds=grace_seconds), now, limit])]
         if not rows:
             return 0
         relay.take_failed()
         relay.publish(rows)
         relay.producer.flush(flush_timeout)
         delivered = set(relay.take_delivered())
-        OutboxEvent.objects.filter(pk__in=delivered).update(sent_at=timezone.now())
+        mark_sent(list(delivered))
         failed = relay.take_failed()
         unsent = [row.pk for row in rows if row.pk not in delivered]
         if unsent:

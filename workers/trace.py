@@ -13,12 +13,12 @@ import datetime
 import uuid
 from dataclasses import dataclass, field
 
-from django.db.models import Model
+from django.db.models import Exists, Model, OuterRef
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from workers import ordering
-from workers.models import DeadLetter, OutboxEvent, PendingRetry, ProcessedEvent
+from workers.models import DeadLetter, OutboxEvent, OutboxPending, PendingRetry, ProcessedEvent
 from workers.registry import stages
 
 
@@ -93,7 +93,9 @@ def build_trace(correlation_id: uuid.UUID) -> Trace:
     cid = correlation_id
     trace = Trace(
         correlation_id=cid,
-        outbox=list(OutboxEvent.objects.filter(correlation_id=cid).order_by("created_at", "id")),
+        outbox=list(OutboxEvent.objects.filter(correlation_id=cid)
+                    .annotate(unsent=Exists(OutboxPending.objects.filter(outbox=OuterRef("pk"))))
+                    .order_by("created_at", "id")),
         processed=list(ProcessedEvent.objects.filter(correlation_id=cid).order_by("processed_at", "id")),
         retries=list(PendingRetry.objects.filter(correlation_id=cid).order_by("next_attempt_at")),
         dead_letters=list(DeadLetter.objects.filter(correlation_id=cid).order_by("last_failed_at", "id")),
@@ -111,8 +113,8 @@ def build_trace(correlation_id: uuid.UUID) -> Trace:
 def _framework_steps(t: Trace) -> list[Step]:
     steps: list[Step] = []
     for e in t.outbox:
-        if e.sent_at:
-            detail, state = f"to {e.topic}, sent at {e.sent_at:%Y-%m-%d %H:%M:%S.%f}", "ok"
+        if not e.unsent:
+            detail, state = f"to {e.topic}, sent", "ok"
         else:
             detail = f"to {e.topic}, NOT SENT ({e.publish_attempts} publish attempt(s)) {e.last_error}".rstrip()
             state = "waiting"

@@ -9,14 +9,13 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from purchases.models import Payment
 from tests.browser.conftest import log_in
 from tests.factories import DeadLetterFactory, PaymentFactory, PurchaseFactory
 from tests.workers import support
-from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
+from workers.models import DeadLetter, OutboxEvent, OutboxPending, ProcessedEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,8 +30,8 @@ def _enrollment_so_far() -> Payment:
                               ("PURCHASE_CREATED", "cache-invalidation-workers")):
         event_id = uuid.uuid4()
         OutboxEvent.objects.create(event_id=event_id, event_type=event_type, topic=event_type.lower(),
-                                   key=str(payment.student_id), value=b"{}", correlation_id=payment.correlation_id,
-                                   sent_at=timezone.now())
+                                   key=str(payment.student_id), value=b"{}", correlation_id=payment.correlation_id)
+        OutboxPending.objects.filter(outbox__event_id=event_id).delete()  # sent
         ProcessedEvent.objects.create(consumer=group, event_id=event_id, event_type=event_type,
                                       correlation_id=payment.correlation_id)
     return payment

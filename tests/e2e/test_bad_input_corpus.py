@@ -173,7 +173,7 @@ def test_every_bad_message_is_dead_lettered_once_with_its_reason_and_nothing_els
             "sessions": TrainingSession.objects.count(),
             "cache drops": _cache_drops(pipeline),
             "stale cache keys": len(cache.get_many(ss_keys)),
-            "unsent outbox": OutboxEvent.objects.filter(sent_at__isnull=True).count(),
+            "unsent outbox": OutboxEvent.objects.unsent().count(),
             "lag": {name: group_lag(g, t) for name, (g, t) in stage_groups().items()},
         }
 

@@ -88,7 +88,7 @@ def test_a_signed_payment_becomes_purchase_trainer_and_seven_sessions_and_replay
     assert OutboxEvent.objects.count() == outbox_before
 
     # replay every topic from offset 0 for every group: nothing changes in the database
-    wait_until(lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(), 15, "outbox drained")
+    wait_until(lambda: not OutboxEvent.objects.unsent().exists(), 15, "outbox drained")
     before_replay = _snapshot()
     pipeline.stop(*CONSUMERS)
     rewind_groups_to_start()

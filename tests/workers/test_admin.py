@@ -20,6 +20,7 @@ from workers.models import (
     DeadLetter,
     DeadLetterAction,
     OutboxEvent,
+    OutboxPending,
     PendingRetry,
     ProcessedEvent,
 )
@@ -265,7 +266,9 @@ def test_trace_shows_one_enrollment_in_time_order_and_its_rows(admin_client, vie
                                 error_message="allocation API timed out", correlation_id=cid)
     for n, (event_type, sent) in enumerate([("PURCHASE_CONFIRMED", True), ("PURCHASE_CREATED", False)]):
         OutboxEvent.objects.create(event_id=uuid.uuid4(), event_type=event_type, topic=event_type.lower(), key="1",
-                                   value=b"{}", correlation_id=cid, sent_at=at(1.1) if sent else None)
+                                   value=b"{}", correlation_id=cid)
+        if sent:
+            OutboxPending.objects.filter(outbox__event_type=event_type).delete()
         OutboxEvent.objects.filter(event_type=event_type).update(created_at=at(1 + 1.5 * n))
     ProcessedEvent.objects.create(consumer="purchase-creation-workers", event_id=uuid.uuid4(),
                                   event_type="PURCHASE_CONFIRMED", correlation_id=cid)

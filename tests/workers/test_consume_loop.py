@@ -18,7 +18,7 @@ def test_batch_is_processed_committed_and_its_events_emitted(make_consumer_for, 
     # each handler emitted one event, published after commit and marked sent on the delivery report
     emitted = support.read_topic("trainer-allocated", 20)
     assert len(emitted) == 20
-    support.poll_until(consumer, lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists())
+    support.poll_until(consumer, lambda: not OutboxEvent.objects.unsent().exists())
 
 
 def test_redelivered_events_are_skipped_by_the_same_group_but_not_by_another(make_consumer_for, group_id):

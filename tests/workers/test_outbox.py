@@ -19,13 +19,14 @@ from tests.workers import support
 from workers import outbox as outbox_module
 from workers.envelope import topic_for_event_type
 from workers.kafka import make_producer
-from workers.models import DeadLetter, OutboxEvent, ProcessedEvent
+from workers.models import DeadLetter, OutboxEvent, OutboxPending, ProcessedEvent
 from workers.outbox import (
     Emission,
     OutboxPublisher,
     emit,
     emit_many,
     emit_with,
+    mark_sent,
     mark_sent_in_background,
     prune,
     publisher,
@@ -78,8 +79,39 @@ def test_relay_publishes_left_over_rows_and_marks_them_sent(topic_prefix):
     OutboxEvent.objects.filter(pk=young.pk).update(created_at=timezone.now())
     assert relay_once(OutboxPublisher(), grace_seconds=2) == 5
     assert {m.value() for m in support.read_topic("purchase-created", 5)} == {bytes(r.value) for r in rows}
-    assert OutboxEvent.objects.filter(sent_at__isnull=False).count() == 5
-    assert OutboxEvent.objects.get(pk=young.pk).sent_at is None  # left to the producer that owns it
+    assert OutboxEvent.objects.sent().count() == 5
+    assert list(OutboxEvent.objects.unsent()) == [young]  # left to the producer that owns it
+
+
+def _xmin(pk: int) -> str:
+    """The transaction that wrote the row's current version: an UPDATE of the row changes it."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT xmin::text FROM outbox_events WHERE id = %s", [pk])
+        return cur.fetchone()[0]
+
+
+def test_every_outbox_row_is_born_unsent_whoever_inserts_it(topic_prefix):
+    """The hot paths' SQL and a plain ORM insert alike: no path can write an event that is never published."""
+    student = StudentFactory()
+    with transaction.atomic():
+        many = emit_many([Emission(TRAINER_ALLOCATED, PAYLOAD, uuid.uuid4()) for _ in range(3)])
+        by_orm = _leftover_rows(1)[0]
+        assert set(OutboxEvent.objects.unsent().values_list("event_id", flat=True)) == {
+            *(e.event_id for e in many), by_orm.event_id}
+    one = emit_with("INSERT INTO students (id, name, email, created_at) VALUES (%s, 'Ada', 'ada@example.com', now())"
+                    " RETURNING id", [student.pk + 1000], Emission(TRAINER_ALLOCATED, PAYLOAD, uuid.uuid4()))
+    assert OutboxEvent.objects.unsent().filter(event_id=one.event_id).exists()
+    assert OutboxPending.objects.count() == OutboxEvent.objects.count() == 5
+
+
+def test_marking_sent_leaves_the_outbox_row_itself_untouched(topic_prefix):
+    """Sent is the pending row deleted, not an UPDATE that writes a new version of the row and its ~1 KB value."""
+    rows = _leftover_rows(3)
+    before = {row.pk: _xmin(row.pk) for row in rows}
+    mark_sent([rows[0].pk, rows[1].pk])
+    mark_sent([rows[0].pk])  # again: nothing left to do
+    assert list(OutboxEvent.objects.unsent()) == [rows[2]]
+    assert {row.pk: _xmin(row.pk) for row in rows} == before
 
 
 def test_emit_with_commits_the_change_and_the_event_together_or_neither(topic_prefix, monkeypatch):
@@ -117,9 +149,9 @@ def test_a_process_without_a_consume_loop_marks_what_it_published_as_sent(topic_
         with transaction.atomic():  # published after commit by the process-wide publisher, as in a web request
             emit_many([Emission(TRAINER_ALLOCATED, PAYLOAD, uuid.uuid4()) for _ in range(3)])
         deadline = time.monotonic() + 10
-        while OutboxEvent.objects.filter(sent_at__isnull=True).exists() and time.monotonic() < deadline:
+        while OutboxEvent.objects.unsent().exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+        assert not OutboxEvent.objects.unsent().exists()
         assert relay_once(OutboxPublisher(), grace_seconds=0) == 0
     finally:
         stop.set()
@@ -131,7 +163,7 @@ def test_relay_keeps_rows_while_the_broker_is_unreachable(topic_prefix):
     _leftover_rows(3)
     unreachable = OutboxPublisher(make_producer(**{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1000}))
     assert relay_once(unreachable, flush_timeout=3) == 0
-    waiting = OutboxEvent.objects.filter(sent_at__isnull=True, publish_attempts=1)
+    waiting = OutboxEvent.objects.unsent().filter(publish_attempts=1)
     assert waiting.count() == 3
     assert all(row.next_attempt_at > timezone.now() for row in waiting)  # each backs off on its own
     assert relay_once(OutboxPublisher()) == 0
@@ -146,9 +178,10 @@ def test_a_row_that_keeps_failing_never_holds_up_the_rows_behind_it(topic_prefix
     relay = OutboxPublisher()
     sent = [relay_once(relay, limit=1, flush_timeout=5) for _ in range(4)]
     assert sent == [0, 1, 1, 1]
-    assert not OutboxEvent.objects.filter(pk__in=[r.pk for r in good], sent_at__isnull=True).exists()
+    assert not OutboxEvent.objects.unsent().filter(pk__in=[r.pk for r in good]).exists()
     poison.refresh_from_db()
-    assert poison.sent_at is None and poison.publish_attempts == 1 and "topic" in poison.last_error.lower()
+    assert OutboxEvent.objects.unsent().filter(pk=poison.pk).exists()
+    assert poison.publish_attempts == 1 and "topic" in poison.last_error.lower()
 
 
 def test_relay_outbox_command_runs_once(topic_prefix):
@@ -168,8 +201,7 @@ def test_prune_keeps_recent_and_unsent_rows_and_what_a_dead_letter_needs():
     long_ago = timezone.now() - datetime.timedelta(days=40)
     old_sent, old_unsent, recent_sent = _leftover_rows(3)
     OutboxEvent.objects.filter(pk__in=[old_sent.pk, old_unsent.pk]).update(created_at=long_ago)
-    OutboxEvent.objects.filter(pk=old_sent.pk).update(sent_at=long_ago)
-    OutboxEvent.objects.filter(pk=recent_sent.pk).update(sent_at=timezone.now())
+    mark_sent([old_sent.pk, recent_sent.pk])
     needed, resolved, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for event_id in (needed, resolved, plain):
         ProcessedEvent.objects.create(consumer="cache-invalidation-workers", event_id=event_id, event_type="X")
@@ -181,6 +213,11 @@ def test_prune_keeps_recent_and_unsent_rows_and_what_a_dead_letter_needs():
                                   error_message="m", first_failed_at=long_ago, last_failed_at=long_ago,
                                   status=status)
 
+    orphan = _leftover_rows(1)[0]
+    OutboxEvent.objects.filter(pk=orphan.pk).delete()  # by hand: its pending row stays behind
+    assert OutboxPending.objects.filter(outbox_id=orphan.pk).exists()
+
     assert prune(outbox_days=7, processed_days=30) == {"outbox_events": 1, "processed_events": 2}
     assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {old_unsent.pk, recent_sent.pk}
+    assert set(OutboxPending.objects.values_list("outbox_id", flat=True)) == {old_unsent.pk}
     assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == [needed]
