@@ -25,6 +25,13 @@ class TrainerAllocationAdmin(admin.ModelAdmin):
     readonly_fields = ("enrollment_trace", "released_at", "purchase")
     actions = ("end_allocations",)
 
+    def get_readonly_fields(self, request, obj: TrainerAllocation | None = None) -> tuple[str, ...]:
+        """An allocation's trainer is fixed once made: its sessions are booked in that trainer's time, and
+        PostgreSQL holds each session to its allocation's trainer (sessions_sched migration 0005). To move a
+        student to another trainer, end this allocation and allocate again through the allocation API."""
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "trainer") if obj is not None else fields
+
     @admin.display(description="Enrollment trace")
     def enrollment_trace(self, obj: TrainerAllocation) -> str:
         return trace_link(obj.correlation_id)

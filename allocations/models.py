@@ -74,6 +74,9 @@ class TrainerAllocation(models.Model):
             models.Index(fields=["trainer", "status"], name="allocation_trainer_status"),
         ]
         constraints = [
+            # The key a training session's (allocation, trainer) pair refers to (sessions_sched migration 0005):
+            # a session's trainer is its allocation's, checked by PostgreSQL.
+            models.UniqueConstraint(fields=["id", "trainer"], name="uniq_allocation_trainer"),
             models.UniqueConstraint(
                 fields=["student", "course"],
                 condition=models.Q(status__in=["approved", "active"]),

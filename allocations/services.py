@@ -2,10 +2,11 @@
 
 Concurrency: every allocation INSERT for a trainer happens while its transaction holds that trainer's row lock
 (SELECT ... FOR NO KEY UPDATE), and the trainer's load and free slots are re-read *after* taking the lock, so two
-allocations can never overfill a trainer or take the same slot. One allocation locks exactly one trainer, so
-concurrent allocations cannot deadlock. Candidates are first taken with SKIP LOCKED (a busy trainer does not
-make everyone wait; under load "least loaded" is therefore among the trainers not being allocated right now),
-then, if every candidate is locked, by waiting for the least loaded one. The database constraints remain the
+allocations can never overfill a trainer or take the same slot. Candidates are first taken with SKIP LOCKED (a
+busy trainer does not make everyone wait; under load "least loaded" is therefore among the trainers not being
+allocated right now), then, if every candidate is locked, by waiting for them in id order. A try that finds its
+trainer full rolls back its savepoint, lock included, before the next: waiters never deadlock
+(`_lock_least_loaded` says why that needs care). The database constraints remain the
 last word: a unique violation on (student, course) means another request allocated first, and we return that
 allocation. Start times are picked by `allocations.slots`, free in UTC across all of the trainer's courses.
 """
@@ -52,15 +53,32 @@ def _candidates(course_id: int, exclude: set[int]):
     )
 
 
+class _Retry(Exception):
+    """Rolls back the savepoint it is raised in, and with it the trainer locks taken there: the locked trainer had
+    no free slot after all, or no candidate was free to lock. A transaction that kept such a lock while it waited
+    for another trainer could deadlock with one doing the same (`_lock_least_loaded`)."""
+
+
 def _lock_least_loaded(course_id: int, exclude: set[int]) -> Trainer | None:
-    for skip_locked in (True, False):
-        # FOR NO KEY UPDATE: serializes allocations per trainer, but does not block the foreign-key checks of
-        # session inserts that reference the trainer (those take FOR KEY SHARE).
-        candidates = _candidates(course_id, exclude)
-        trainer = candidates.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",)).first()
-        if trainer is not None:
+    """Lock and return the least loaded trainer of the course with room that nobody is allocating right now (SKIP
+    LOCKED); if every candidate is locked, wait for one, taking the locks in id order.
+
+    A row locked and then found full (its load changed while we waited, so PostgreSQL's re-check drops it from
+    the result) stays locked until the savepoint it was locked in ends. So the first pass runs in a savepoint
+    rolled back when it finds nothing, and the waiting pass goes in id order: a transaction then holds only locks
+    of lower ids than the one it waits for, and waiters cannot deadlock (allocations.batch locks in id order too).
+    FOR NO KEY UPDATE: serializes allocations per trainer, but does not block the foreign-key checks of the inserts
+    that reference the trainer (those take FOR KEY SHARE)."""
+    try:
+        with transaction.atomic():
+            trainer = _candidates(course_id, exclude).select_for_update(
+                skip_locked=True, no_key=True, of=("self",)).first()
+            if trainer is None:
+                raise _Retry
             return trainer
-    return None
+    except _Retry:
+        pass
+    return _candidates(course_id, exclude).order_by("id").select_for_update(no_key=True, of=("self",)).first()
 
 
 COURSE_SQL = "SELECT time_zone, session_minutes FROM courses WHERE id = %s"
@@ -118,13 +136,15 @@ def _allocate_locked(
                 start = _free_slot(trainer, course)
                 if start is None:
                     full.add(trainer.pk)
-                    continue
+                    raise _Retry
                 allocation = TrainerAllocation.objects.create(
                     student_id=student_id, course_id=course_id, trainer=trainer, purchase_id=purchase_id,
                     status=TrainerAllocation.Status.ACTIVE, slot_time=start,
                     slot_weekdays=list(WEEKDAYS), correlation_id=correlation_id,
                 )
                 return allocation, True
+        except _Retry:
+            continue
         except IntegrityError as exc:
             name = _constraint_name(exc)
             if name == STUDENT_COURSE_CONSTRAINT:

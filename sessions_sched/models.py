@@ -20,12 +20,17 @@ class TrainingSession(models.Model):
     # No index of its own: the unique (allocation, date, time) index starts with allocation_id, and serves the
     # "future sessions of these allocations" queries too (an allocation has a window of about 7 rows, so
     # filtering starts_at on them costs nothing). Every index more is paid on each of the 7 inserts per purchase.
+    # Its database constraint is the pair's (below), not one of its own.
     allocation = models.ForeignKey(
-        TrainerAllocation, on_delete=models.PROTECT, related_name="sessions", db_index=False
+        TrainerAllocation, on_delete=models.PROTECT, related_name="sessions", db_index=False, db_constraint=False
     )
     # Denormalised from the allocation so PostgreSQL can refuse to book one trainer twice at once. Its btree index
     # is left out: the exclusion constraint's GiST index starts with trainer_id and serves a trainer's bookings.
-    trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="sessions", db_index=False)
+    # One foreign key covers both columns: (allocation_id, trainer_id) references trainer_allocations (id,
+    # trainer_id) (migration 0005), so a session's trainer is its allocation's, and each of the 7 inserts per
+    # purchase pays one referential check instead of one per column.
+    trainer = models.ForeignKey(Trainer, on_delete=models.PROTECT, related_name="sessions", db_index=False,
+                                db_constraint=False)
     scheduled_date = models.DateField(help_text="Local date in the course's time zone.")
     scheduled_time = models.TimeField(help_text="Local time in the course's time zone.")
     starts_at = models.DateTimeField(help_text="The same instant in UTC.")

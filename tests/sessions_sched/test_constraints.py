@@ -1,7 +1,7 @@
 import datetime
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from allocations.models import slot_time
 from sessions_sched.models import TrainingSession
@@ -65,3 +65,32 @@ def test_a_cancelled_session_frees_the_trainer():
     cancelled = SessionFactory(allocation=first, scheduled_date=DAY, status=TrainingSession.Status.CANCELLED)
     SessionFactory(allocation=second, scheduled_date=DAY, starts_at=cancelled.starts_at)
     assert TrainingSession.objects.filter(starts_at=cancelled.starts_at).count() == 2
+
+
+def _checked_now() -> None:
+    """The session keys are deferred to commit, which a test's transaction never reaches: check them at once."""
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS session_allocation_trainer_fk IMMEDIATE")
+
+
+def test_a_session_is_booked_in_its_allocations_trainers_time_only():
+    allocation, other_trainer = AllocationFactory(), TrainerFactory()
+    with pytest.raises(IntegrityError, match="session_allocation_trainer_fk"), transaction.atomic():
+        _checked_now()
+        SessionFactory(allocation=allocation, trainer=other_trainer, scheduled_date=DAY)
+    with transaction.atomic():
+        _checked_now()
+        SessionFactory(allocation=allocation, scheduled_date=DAY)
+
+
+def test_a_session_needs_its_allocation_and_keeps_it():
+    session = SessionFactory(scheduled_date=DAY)
+    with pytest.raises(IntegrityError, match="session_allocation_trainer_fk"), transaction.atomic():
+        _checked_now()
+        with connection.cursor() as cur:
+            cur.execute("DELETE FROM trainer_allocations WHERE id = %s", [session.allocation_id])
+    with pytest.raises(IntegrityError, match="session_allocation_trainer_fk"), transaction.atomic():
+        _checked_now()
+        with connection.cursor() as cur:
+            cur.execute("UPDATE training_sessions SET allocation_id = allocation_id + 1000000 WHERE id = %s",
+                        [session.pk])
