@@ -128,7 +128,9 @@ def drop_topics(prefix: str = "bench-", keep: str | None = None, timeout: float 
     """Delete the broker's topics whose names start with `prefix` (the benchmarks' own: every phase makes a fresh
     set). Each partition costs the broker heap for as long as it exists: a day of runs left over 5,000 partitions
     and a broker of 760 MiB, against 650 MiB after one run; the memory figure is the pipeline's, not the leftovers'.
-    Topics starting with `keep` stay. Returns how many topics were deleted."""
+    Topics starting with `keep` stay, and so do their ACLs; the others' go with them. Returns how many topics were
+    deleted."""
+    from workers import kafka_acls
     from workers.kafka import admin_client
 
     client = admin_client()
@@ -140,4 +142,5 @@ def drop_topics(prefix: str = "bench-", keep: str | None = None, timeout: float 
         except Exception as exc:  # already gone (a concurrent delete): fine
             if "UNKNOWN_TOPIC" not in str(exc):
                 raise
+    kafka_acls.remove(client, prefix, timeout, keep=keep)
     return len(names)

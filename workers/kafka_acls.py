@@ -28,6 +28,10 @@ from workers.registry import contract, stages
 PERSISTER = "dead_letters"
 
 
+EVERY_ACL = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                             AclPermissionType.ANY)
+
+
 def _allow(kind: ResourceType, name: str, role: str, operation: AclOperation) -> AclBinding:
     return AclBinding(kind, name, ResourcePatternType.LITERAL, f"User:{role}", "*", operation, AclPermissionType.ALLOW)
 
@@ -76,11 +80,9 @@ def ensure(client: AdminClient, timeout: float = 30) -> int:
 def _wait_until_in_force(client: AdminClient, wanted: list[AclBinding], timeout: float) -> None:
     """The broker applies new ACLs asynchronously (from the cluster metadata): return only once it lists them all,
     so a process started right after create_topics is not refused."""
-    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
-                                  AclPermissionType.ANY)
     deadline = time.monotonic() + timeout
     while True:
-        listed = set(client.describe_acls(everything, request_timeout=timeout).result(timeout))
+        listed = set(client.describe_acls(EVERY_ACL, request_timeout=timeout).result(timeout))
         if set(wanted) <= listed:
             return
         if time.monotonic() > deadline:
@@ -88,12 +90,19 @@ def _wait_until_in_force(client: AdminClient, wanted: list[AclBinding], timeout:
         time.sleep(0.05)
 
 
-def remove(client: AdminClient, prefix: str, timeout: float = 30) -> None:
-    """Delete the ACLs of every topic and group under `prefix` (a test's namespace)."""
-    filters = [AclBindingFilter(kind, prefix, ResourcePatternType.PREFIXED, None, None, AclOperation.ANY,
-                                AclPermissionType.ANY) for kind in (ResourceType.TOPIC, ResourceType.GROUP)]
-    for future in client.delete_acls(filters, request_timeout=timeout).values():
+def remove(client: AdminClient, prefix: str, timeout: float = 30, keep: str | None = None) -> int:
+    """Delete the ACLs of every topic and group whose name starts with `prefix` (a test's or a benchmark's
+    namespace), but those starting with `keep`; returns how many. They are listed and deleted by their exact
+    names: a PREFIXED filter matches only bindings that were made PREFIXED themselves, and the pipeline's are
+    LITERAL, so such a filter deleted none and a broker serving the test suite collected tens of thousands
+    (every `ensure` then listed them all)."""
+    mine = [b for b in client.describe_acls(EVERY_ACL, request_timeout=timeout).result(timeout)
+            if b.name.startswith(prefix) and not (keep and b.name.startswith(keep))]
+    filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
+                                b.permission_type) for b in mine]
+    for future in (client.delete_acls(filters, request_timeout=timeout).values() if filters else []):
         future.result(timeout)
+    return len(mine)
 
 
 def roles() -> list[str]:

@@ -6,10 +6,11 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AclOperation, AdminClient, ResourceType
 from django.conf import settings
 
-from workers.kafka import topic
+from workers import kafka_acls
+from workers.kafka import admin_client, topic
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +71,27 @@ def _committed_when_the_coordinator_is_up(consumer: Consumer, partition: TopicPa
             if not retriable or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def _acls_under(client: AdminClient, prefix: str) -> list:
+    return [b for b in client.describe_acls(kafka_acls.EVERY_ACL).result(10) if b.name.startswith(prefix)]
+
+
+def test_a_namespace_leaves_no_acl_behind(topic_prefix):
+    """A test's (or a benchmark's) topics take their ACLs with them: the broker would otherwise collect them by
+    the ten thousand, and every create_topics lists them all."""
+    client = admin_client()
+    other = f"{topic_prefix}other."  # under the same prefix: removed too; a sibling namespace is not
+    sibling = "u" + topic_prefix[1:]
+    acl = [kafka_acls._allow(ResourceType.TOPIC, f"{name}x", "web", AclOperation.WRITE) for name in (other, sibling)]
+    for future in client.create_acls(acl).values():
+        future.result(10)
+    made = _acls_under(client, topic_prefix)
+    assert len(made) > 20  # every stage's topics and group
+    assert kafka_acls.remove(client, topic_prefix) == len(made)
+    deadline = time.monotonic() + 10
+    while _acls_under(client, topic_prefix) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _acls_under(client, topic_prefix) == []
+    assert [b.name for b in _acls_under(client, sibling)] == [f"{sibling}x"]
+    kafka_acls.remove(client, sibling)
