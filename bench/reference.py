@@ -73,9 +73,8 @@ def plain_loop(topic_name: str, n: int, batch_size: int = 500) -> dict[str, floa
         # Before the connection closes: a backend that has exited but not been reaped yet is counted nowhere
         # (bench/cpu.py), and the loop's PostgreSQL figure read 0.0 and 0.5 us per event in two runs.
         used = cpu()
-    consumer.close()
-    with psycopg.connect(**params, autocommit=True) as db:
         _settle(db)
+    consumer.close()
     return {"events": done, "seconds": round(seconds, 2), "per_second": round(done / seconds, 1),
             "batch_size": batch_size, "cpu_us_per_event": cpu_per_event(used, done)}
 

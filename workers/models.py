@@ -37,6 +37,10 @@ class OutboxQuerySet(models.QuerySet):
     def sent(self) -> "OutboxQuerySet":
         return self.filter(pending__isnull=True)
 
+    def with_unsent(self) -> "OutboxQuerySet":
+        """Every row, each with `unsent` (True while it has an OutboxPending row), in one query."""
+        return self.annotate(unsent=models.Exists(OutboxPending.objects.filter(outbox=models.OuterRef("pk"))))
+
 
 class OutboxEvent(models.Model):
     """An event written in the same transaction as the state change that caused it; published after commit,

@@ -226,6 +226,8 @@ class OutboxPublisher:
 
 def mark_sent(ids: Sequence[int]) -> None:
     """The broker acknowledged these outbox rows: delete their pending rows (a row already marked is skipped)."""
+    if not ids:
+        return
     fetch("DELETE FROM outbox_pending WHERE outbox_id = ANY(%b::bigint[])", [list(ids)])
 
 
@@ -252,11 +254,6 @@ def mark_sent_in_background(
     return thread
 
 
-# A pending row whose outbox row is gone (deleted by hand: outbox_pending has no foreign key, models.py says why).
-ORPHANED_PENDING_SQL = """
-DELETE FROM outbox_pending p WHERE NOT EXISTS (SELECT 1 FROM outbox_events o WHERE o.id = p.outbox_id)
-"""
-
 _publisher: OutboxPublisher | None = None
 _publisher_lock = threading.Lock()
 
@@ -268,6 +265,12 @@ def publisher() -> OutboxPublisher:
         if _publisher is None:
             _publisher = OutboxPublisher()
         return _publisher
+
+
+# A pending row whose outbox row is gone (deleted by hand: outbox_pending has no foreign key, models.py says why).
+ORPHANED_PENDING_SQL = """
+DELETE FROM outbox_pending p WHERE NOT EXISTS (SELECT 1 FROM outbox_events o WHERE o.id = p.outbox_id)
+"""
 
 
 def prune(*, outbox_days: int, processed_days: int) -> dict[str, int]:

@@ -13,12 +13,12 @@ import datetime
 import uuid
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, Model, OuterRef
+from django.db.models import Model
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from workers import ordering
-from workers.models import DeadLetter, OutboxEvent, OutboxPending, PendingRetry, ProcessedEvent
+from workers.models import DeadLetter, OutboxEvent, PendingRetry, ProcessedEvent
 from workers.registry import stages
 
 
@@ -93,9 +93,7 @@ def build_trace(correlation_id: uuid.UUID) -> Trace:
     cid = correlation_id
     trace = Trace(
         correlation_id=cid,
-        outbox=list(OutboxEvent.objects.filter(correlation_id=cid)
-                    .annotate(unsent=Exists(OutboxPending.objects.filter(outbox=OuterRef("pk"))))
-                    .order_by("created_at", "id")),
+        outbox=list(OutboxEvent.objects.with_unsent().filter(correlation_id=cid).order_by("created_at", "id")),
         processed=list(ProcessedEvent.objects.filter(correlation_id=cid).order_by("processed_at", "id")),
         retries=list(PendingRetry.objects.filter(correlation_id=cid).order_by("next_attempt_at")),
         dead_letters=list(DeadLetter.objects.filter(correlation_id=cid).order_by("last_failed_at", "id")),
