@@ -26,7 +26,7 @@ from typing import Annotated, Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,7 +35,7 @@ from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, U
 from allocations.models import TrainerAllocation
 from allocations.release import release
 from allocations.services import allocate
-from enrollment.http import field_errors
+from enrollment.http import field_errors, json_response
 
 MAX_BATCH = 500
 BATCH_TRIES = 3  # a batch that PostgreSQL aborted (deadlock, serialization failure) is run again this often
@@ -162,16 +162,16 @@ def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 
 
 @csrf_exempt
-def allocate_one(request: HttpRequest) -> JsonResponse:
+def allocate_one(request: HttpRequest) -> HttpResponse:
     raw, problem = _parse(request)
     if problem is not None:
         return problem
     status, body = process(raw)
-    return JsonResponse(body, status=status)
+    return json_response(body, status)
 
 
 @csrf_exempt
-def allocate_batch(request: HttpRequest) -> JsonResponse:
+def allocate_batch(request: HttpRequest) -> HttpResponse:
     raw, problem = _parse(request)
     if problem is not None:
         return problem
@@ -181,7 +181,7 @@ def allocate_batch(request: HttpRequest) -> JsonResponse:
     if len(items) > MAX_BATCH:
         return JsonResponse({"errors": {"requests": f"at most {MAX_BATCH} requests per batch"}}, status=400)
     results = [{"status": status, "body": body} for status, body in process_many(items)]
-    return JsonResponse({"results": results}, status=200)
+    return json_response({"results": results})
 
 
 @csrf_exempt

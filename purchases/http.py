@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse, UnreadablePostError
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from enrollment.http import json_response
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 
 MAX_BODY_BYTES = 64 * 1024
@@ -54,8 +55,8 @@ class ProviderBody(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def error(status: int, message: str, **extra: Any) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+def error(status: int, message: str, **extra: Any) -> HttpResponse:
+    return json_response({"error": message, **extra}, status=status)
 
 
 def _limit_reads(request: HttpRequest) -> None:
@@ -68,7 +69,7 @@ def _limit_reads(request: HttpRequest) -> None:
         sock.settimeout(settings.WEBHOOK_BODY_TIMEOUT_SECONDS)
 
 
-def _read_body(request: HttpRequest) -> tuple[bytes, JsonResponse | None]:
+def _read_body(request: HttpRequest) -> tuple[bytes, HttpResponse | None]:
     try:
         body = request.body
     except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it at all
@@ -80,7 +81,7 @@ def _read_body(request: HttpRequest) -> tuple[bytes, JsonResponse | None]:
     return body, None
 
 
-def read_signed_json(request: HttpRequest, what: str) -> tuple[dict[str, Any] | None, JsonResponse | None]:
+def read_signed_json(request: HttpRequest, what: str) -> tuple[dict[str, Any] | None, HttpResponse | None]:
     """(the body as a JSON object, None), or (None, the 4xx answer). `what` names the body in messages."""
     if request.method != "POST":
         response = error(405, f"method not allowed: POST a signed JSON {what}")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
-from enrollment.http import field_errors
+from enrollment.http import field_errors, json_response
 from purchases.http import Currency, Money, ProviderBody, ProviderId, UtcTime, error, read_signed_json
 from purchases.models import Payment, Refund
 from purchases.settlement import RefundTotals, apply_refunds, lock_payment, refund_totals
@@ -34,14 +34,14 @@ class RefundNotice(ProviderBody):
 
 
 class Refused(Exception):
-    def __init__(self, response: JsonResponse) -> None:
+    def __init__(self, response: HttpResponse) -> None:
         self.response = response
 
 
-def _answer_existing(existing: Refund, digest: str) -> JsonResponse:
+def _answer_existing(existing: Refund, digest: str) -> HttpResponse:
     if existing.body_sha256 != digest:
         return error(409, "provider_refund_id was already received with different content")
-    return JsonResponse({"refund_id": existing.pk, "status": "already_accepted"}, status=200)
+    return json_response({"refund_id": existing.pk, "status": "already_accepted"}, status=200)
 
 
 def _check_against(payment: Payment, notice: RefundNotice) -> None:
@@ -53,7 +53,7 @@ def _check_against(payment: Payment, notice: RefundNotice) -> None:
                             refunded=str(refunded), requested=str(notice.amount)))
 
 
-def record_refund(notice: RefundNotice, digest: str) -> JsonResponse:
+def record_refund(notice: RefundNotice, digest: str) -> HttpResponse:
     """Record the refund and apply it, with the payment locked; the answer for the webhook."""
     with transaction.atomic():
         lock_payment(notice.provider_payment_id)
@@ -71,19 +71,19 @@ def record_refund(notice: RefundNotice, digest: str) -> JsonResponse:
         )
         enrollment, status = apply_refunds(payment, refund) if payment is not None else ("payment_not_seen_yet", None)
     log.info("refund accepted", extra={"refund_id": refund.pk, "payment_status": status, "enrollment": enrollment})
-    return JsonResponse({"refund_id": refund.pk, "status": "accepted", "payment_status": status,
+    return json_response({"refund_id": refund.pk, "status": "accepted", "payment_status": status,
                          "enrollment": enrollment}, status=202)
 
 
 @csrf_exempt
-def payment_refund(request: HttpRequest) -> JsonResponse:
+def payment_refund(request: HttpRequest) -> HttpResponse:
     raw, problem = read_signed_json(request, "refund")
     if problem is not None:
         return problem
     try:
         notice = RefundNotice.model_validate(raw)
     except ValidationError as exc:
-        return JsonResponse({"errors": field_errors(exc)}, status=422)
+        return json_response({"errors": field_errors(exc)}, status=422)
     digest = notice.content_sha256()
     try:
         return record_refund(notice, digest)

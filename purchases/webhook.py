@@ -13,12 +13,12 @@ import uuid
 from typing import Annotated, NamedTuple
 
 from django.db import IntegrityError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import Field, ValidationError
 
 from enrollment.events import PURCHASE_CONFIRMED
-from enrollment.http import field_errors
+from enrollment.http import field_errors, json_response
 from purchases.http import (
     Currency,
     Money,
@@ -48,10 +48,10 @@ class PaymentConfirmation(ProviderBody):
     confirmed_at: UtcTime
 
 
-def _answer_existing(existing: Payment, digest: str) -> JsonResponse:
+def _answer_existing(existing: Payment, digest: str) -> HttpResponse:
     if existing.body_sha256 != digest:
         return error(409, "provider_payment_id was already confirmed with different content")
-    return JsonResponse(
+    return json_response(
         {"payment_id": existing.pk, "correlation_id": str(existing.correlation_id), "status": "already_accepted"},
         status=200,
     )
@@ -116,14 +116,14 @@ def _accept(confirmation: PaymentConfirmation, digest: str) -> Attempt:
 
 
 @csrf_exempt
-def payment_confirmation(request: HttpRequest) -> JsonResponse:
+def payment_confirmation(request: HttpRequest) -> HttpResponse:
     raw, problem = read_signed_json(request, "confirmation")
     if problem is not None:
         return problem
     try:
         confirmation = PaymentConfirmation.model_validate(raw)
     except ValidationError as exc:
-        return JsonResponse({"errors": field_errors(exc)}, status=400)
+        return json_response({"errors": field_errors(exc)}, status=400)
     digest = confirmation.content_sha256()
 
     try:
@@ -143,5 +143,5 @@ def payment_confirmation(request: HttpRequest) -> JsonResponse:
 
     payment_id, correlation_id = attempt.payment_id, str(attempt.correlation_id)
     log.info("payment accepted", extra={"payment_id": payment_id, "correlation_id": correlation_id})
-    return JsonResponse({"payment_id": payment_id, "correlation_id": correlation_id, "status": "accepted"},
+    return json_response({"payment_id": payment_id, "correlation_id": correlation_id, "status": "accepted"},
                         status=202)

@@ -16,7 +16,6 @@ import functools
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -71,8 +70,11 @@ _FAST_DECODER = msgspec.json.Decoder(_FastEnvelope)
 _SUB_MICROSECOND = re.compile(rb"\.[0-9]{7}")
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
+    """A decoded or built event. A frozen msgspec Struct rather than a frozen dataclass: every stage makes one
+    per consumed and per emitted event, and a frozen dataclass's __init__ (one object.__setattr__ per field) cost
+    1.1 us of it against 0.1."""
+
     event_id: uuid.UUID
     event_type: str
     version: int
@@ -124,6 +126,11 @@ def _json_default(value: Any) -> Any:
 
 def topic_for_event_type(event_type: str) -> str:
     """The real topic of an event type, with the configured prefix."""
+    return _topic_for(settings.KAFKA_TOPIC_PREFIX, event_type)
+
+
+@functools.lru_cache(maxsize=256)
+def _topic_for(prefix: str, event_type: str) -> str:  # once per emitted and per consumed event: cached
     return topic(contract().topic_of(event_type))
 
 
@@ -246,3 +253,4 @@ def _pipeline_topics(prefix: str) -> frozenset[str]:
 def forget_contract() -> None:
     """Called when a test overrides the contract: drop what was derived from the old one."""
     _pipeline_topics.cache_clear()
+    _topic_for.cache_clear()

@@ -2,13 +2,13 @@
 reads back. Pure functions: no services needed."""
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import uuid
 import zoneinfo
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from enrollment.events import PURCHASE_CONFIRMED, PURCHASE_CREATED
@@ -38,14 +38,14 @@ def test_to_json_writes_the_specified_format_in_any_time_zone(zone, whole_second
     occurred_at = event.occurred_at.replace(microsecond=0) if whole_second else event.occurred_at
     if zone:
         occurred_at = occurred_at.astimezone(zoneinfo.ZoneInfo(zone))
-    event = dataclasses.replace(event, occurred_at=occurred_at)
+    event = msgspec.structs.replace(event, occurred_at=occurred_at)
 
     value = event.to_json()
 
     assert value == _reference_json(event)
     assert json.loads(value)["occurred_at"].endswith("Z")
     assert json.loads(value)["payload"]["amount"] == "49.00"  # money travels as a string, never a float
-    assert decode(value) == dataclasses.replace(event, occurred_at=event.occurred_at.astimezone(datetime.UTC))
+    assert decode(value) == msgspec.structs.replace(event, occurred_at=event.occurred_at.astimezone(datetime.UTC))
 
 
 def test_an_event_without_causation_round_trips():
