@@ -13,6 +13,14 @@ from typing import Any
 
 MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
+# Seconds an idle keep-alive connection stays open (gunicorn's default is 2). A client that reuses a connection
+# just as the server closes it gets "connection reset" instead of an answer, and a POST is not retried by HTTP
+# clients: `make bench` saw 1-2 of 6,000 webhook requests fail so at 400 req/s, each time after a slow spell had
+# left pooled connections idle for over 2 s. The server must outlast the client's (or the proxy's) idle timeout:
+# 75 s is above the common 60 s of load balancers. Idle connections cost the gthread worker no thread, only a
+# place in its poller (worker_connections).
+keepalive = int(os.environ.get("WEB_KEEPALIVE_SECONDS", "75"))
+
 
 def on_starting(server: Any) -> None:
     if MULTIPROC_DIR:

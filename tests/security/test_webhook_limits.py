@@ -1,6 +1,7 @@
 """The payment webhook against hostile clients: bodies over the limit are refused from their Content-Length
 before they are read, a slow body is cut off, nothing is read before the signature headers are there; and
 during a secret rotation both secrets sign."""
+import http.client
 import json
 import socket
 import time
@@ -70,3 +71,21 @@ def test_during_a_rotation_the_new_and_the_previous_secret_both_sign(settings):
     assert [confirm("new-secret", 1), confirm("old-secret", 2), confirm("guessed", 3)] == [202, 202, 401]
     settings.PAYMENT_WEBHOOK_PREVIOUS_SECRETS = []  # the provider switched over
     assert [confirm("old-secret", 4), confirm("new-secret", 5)] == [401, 202]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keep_alive_connection_left_idle_for_seconds_is_still_answered(web):
+    """An HTTP client reuses its pooled connections; one the server closed meanwhile fails the request sent on it
+    ("connection reset") and a POST is not retried. gunicorn's own default closes them after 2 s idle."""
+    url = urllib.parse.urlparse(web.web_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+        time.sleep(3.5)  # idle, as a pooled connection between two webhooks
+        connection.request("GET", "/healthz")  # on the same socket: http.client does not reconnect by itself
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
