@@ -84,9 +84,11 @@ def _headroom_rows(r: dict) -> list[str]:
                     f"**{round(e2e['per_second'] / pg['insert_tps'], 3)}x**, **{busy} ms** | ≥ 0.3x, ≤ 1.2 ms | — |")
     if "purchases_reference" in r:
         ref = r["purchases_reference"]
+        runs = (f" (runs {ref['order']}: stage {' and '.join(map(str, ref['stage_per_second']))}/s, loop "
+                f"{' and '.join(map(str, ref['plain_loop_per_second']))}/s; means:)" if "order" in ref else "")
         rows.append(f"| purchases stage against a plain batched psycopg loop (bench/reference.py), {ref['events']} "
-                    f"events each | {ref['stage']['per_second']}/s against {ref['plain_loop']['per_second']}/s: "
-                    f"**{ref['ratio']}x**{_cpu_note(ref)} | ≥ 1.0x | — |")
+                    f"events each{runs} | {ref['stage']['per_second']}/s against {ref['plain_loop']['per_second']}/s:"
+                    f" **{ref['ratio']}x**{_cpu_note(ref)} | ≥ 1.0x | — |")
     for key, target in (("webhook_400", "p99 < 50 ms"), ("webhook_hog", "p99 < 25 ms")):
         if key in r:
             rows.append(_webhook_row(r[key], target))
