@@ -32,7 +32,7 @@ from purchases.models import Payment
 from purchases.settlement import PAYMENT_LOCK_SUBQUERY
 from workers.outbox import Emission, emit_when
 from workers.sql import SequenceIds
-from workers.uuids import uuid4
+from workers.uuids import uuid7
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Attempt(NamedTuple):
 def _accept(confirmation: PaymentConfirmation, digest: str) -> Attempt:
     """Insert the payment and emit PURCHASE_CONFIRMED in one statement, when no payment has this provider id yet
     and the student and the course exist."""
-    payment_id, correlation_id = PAYMENT_IDS.take(), uuid4()
+    payment_id, correlation_id = PAYMENT_IDS.take(), uuid7()
     (existing_id, student_known, course_known), event = emit_when(
         FACTS_SQL,
         [confirmation.provider_payment_id, confirmation.student_id, confirmation.course_id],

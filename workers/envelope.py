@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from workers.kafka import topic
 from workers.registry import contract
-from workers.uuids import uuid4
+from workers.uuids import uuid7
 
 
 class InvalidEvent(Exception):
@@ -145,7 +145,7 @@ def build_event(
     """A new event with a fresh id; the payload is validated against its schema (a bug here fails loudly)."""
     schema = contract().schemas[(event_type, version)]
     return Event(
-        event_id=uuid4(),
+        event_id=uuid7(),
         event_type=event_type,
         version=version,
         occurred_at=datetime.datetime.now(datetime.UTC),

@@ -1,36 +1,27 @@
-"""Random (version 4) UUIDs for event ids, drawn from blocks of `os.urandom` bytes.
+"""Ids of events and of business flows (correlation ids): time-ordered UUIDs, version 7 (RFC 9562).
 
-`uuid.uuid4()` makes one `getrandom` system call per id, and CPython releases the GIL around it: a stage that
-emits 500 events per batch gave the GIL up 500 times per batch, and with two lanes (workers.lanes) each
-release can hand the GIL to the other lane's thread and wait to get it back. One call per block of ids costs
-the same randomness and one release. Blocks are per thread, and a forked child never hands out an id of its
-parent's block (`os.register_at_fork`).
+Why not random (version 4) ids: every such id is a key of B-tree indexes written on the hot path (the claims'
+unique (consumer, event_id) and their correlation_id, the outbox's event_id and correlation_id, the correlation
+id of payments, purchases and allocations). A random key lands on a random leaf page, so each insert dirties
+another page, and the first change of a page after a checkpoint writes all 8 KB of it to the WAL. A version 7 id
+starts with its millisecond, so the ids of one moment share the rightmost pages. Measured on a processed_events
+table of 300,000 rows, 60,000 claims in batches of 500 after a CHECKPOINT, three rounds: 11.9-12.5 us and
+708 bytes of WAL per row with version 4 ids, 5.7-6.5 us and 343 bytes with version 7.
+
+What a version 7 id gives away is the millisecond it was made, which every event carries in `occurred_at`
+anyway; its other 74 bits are random (and a counter within one millisecond), so it is not guessable.
+
+uuid-utils (Rust) makes them: 0.86 us each, with no system call per id (`uuid.uuid4()` made one `getrandom`
+call per id and released the GIL around it), and it reseeds its generator in a forked child, so gunicorn's
+workers never share a sequence.
 """
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 
-BLOCK = 256  # ids per system call
-_generation = 0  # bumped in a forked child: blocks drawn before the fork are dropped
-_local = threading.local()
+from uuid_utils.compat import uuid7 as _uuid7
 
 
-def _forked() -> None:
-    global _generation
-    _generation += 1
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-def uuid4() -> uuid.UUID:
-    """A random UUID, as `uuid.uuid4()` makes it (same version and variant bits, same source of randomness)."""
-    local = _local
-    ids = getattr(local, "ids", None)
-    if not ids or local.generation != _generation:
-        raw = os.urandom(16 * BLOCK)
-        ids = local.ids = [uuid.UUID(bytes=raw[i:i + 16], version=4) for i in range(0, len(raw), 16)]
-        local.generation = _generation
-    return ids.pop()
+def uuid7() -> uuid.UUID:
+    """A new time-ordered id, as a standard `uuid.UUID`."""
+    return _uuid7()
