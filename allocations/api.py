@@ -26,7 +26,7 @@ from typing import Annotated, Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -146,19 +146,19 @@ def _authorized(request: HttpRequest) -> bool:
     )
 
 
-def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+def _parse(request: HttpRequest) -> tuple[Any, HttpResponse | None]:
     if request.method != "POST":
-        response = JsonResponse({"error": "method not allowed: POST a JSON body"}, status=405)
+        response = json_response({"error": "method not allowed: POST a JSON body"}, status=405)
         response["Allow"] = "POST"
         return None, response
     if not _authorized(request):
-        return None, JsonResponse({"error": "missing or wrong bearer token"}, status=401)
+        return None, json_response({"error": "missing or wrong bearer token"}, status=401)
     try:
         return json.loads(request.body), None
     except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it
-        return None, JsonResponse({"error": "body too large"}, status=413)
+        return None, json_response({"error": "body too large"}, status=413)
     except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer over 4300 digits, hostile nesting
-        return None, JsonResponse({"error": "body is not valid JSON"}, status=400)
+        return None, json_response({"error": "body is not valid JSON"}, status=400)
 
 
 @csrf_exempt
@@ -177,24 +177,24 @@ def allocate_batch(request: HttpRequest) -> HttpResponse:
         return problem
     items = raw.get("requests") if isinstance(raw, dict) else None
     if not isinstance(items, list) or not items:
-        return JsonResponse({"errors": {"requests": "a non-empty list is required"}}, status=400)
+        return json_response({"errors": {"requests": "a non-empty list is required"}}, status=400)
     if len(items) > MAX_BATCH:
-        return JsonResponse({"errors": {"requests": f"at most {MAX_BATCH} requests per batch"}}, status=400)
+        return json_response({"errors": {"requests": f"at most {MAX_BATCH} requests per batch"}}, status=400)
     results = [{"status": status, "body": body} for status, body in process_many(items)]
     return json_response({"results": results})
 
 
 @csrf_exempt
-def release_purchase(request: HttpRequest) -> JsonResponse:
+def release_purchase(request: HttpRequest) -> HttpResponse:
     raw, problem = _parse(request)
     if problem is not None:
         return problem
     try:
         req = ReleaseRequest.model_validate(raw)
     except ValidationError as exc:
-        return JsonResponse({"errors": field_errors(exc)}, status=400)
+        return json_response({"errors": field_errors(exc)}, status=400)
     with transaction.atomic():
         released = release(purchase_ids=req.purchase_ids)
-    return JsonResponse({"released": [{"allocation_id": r.allocation_id, "purchase_id": r.purchase_id,
+    return json_response({"released": [{"allocation_id": r.allocation_id, "purchase_id": r.purchase_id,
                                        "status": r.status,
                                        "sessions_cancelled": r.sessions_cancelled} for r in released]})

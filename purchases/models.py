@@ -7,7 +7,6 @@ A payment's status says what its money bought (README, "The enrollment lifecycle
 - partially_refunded: some money went back; the enrollment stays.
 - refunded:           fully refunded or charged back; the enrollment is cancelled.
 """
-
 from django.db import models
 
 from enrollment.models import Course, Student

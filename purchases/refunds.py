@@ -72,7 +72,7 @@ def record_refund(notice: RefundNotice, digest: str) -> HttpResponse:
         enrollment, status = apply_refunds(payment, refund) if payment is not None else ("payment_not_seen_yet", None)
     log.info("refund accepted", extra={"refund_id": refund.pk, "payment_status": status, "enrollment": enrollment})
     return json_response({"refund_id": refund.pk, "status": "accepted", "payment_status": status,
-                         "enrollment": enrollment}, status=202)
+                          "enrollment": enrollment}, status=202)
 
 
 @csrf_exempt

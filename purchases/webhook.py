@@ -144,4 +144,4 @@ def payment_confirmation(request: HttpRequest) -> HttpResponse:
     payment_id, correlation_id = attempt.payment_id, str(attempt.correlation_id)
     log.info("payment accepted", extra={"payment_id": payment_id, "correlation_id": correlation_id})
     return json_response({"payment_id": payment_id, "correlation_id": correlation_id, "status": "accepted"},
-                        status=202)
+                         status=202)
