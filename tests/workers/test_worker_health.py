@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 from purchases.stage import STAGE as PURCHASES
 from tests.workers import support
 from workers import health
+from workers.kafka import admin_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,6 +53,14 @@ def test_a_group_that_never_existed_is_unhealthy(topic_prefix, group_id):
     result = health.check(target, max_lag=1_000)
     assert not result.healthy
     assert result.snapshot.members == 0
+
+
+def test_a_missing_topic_is_reported_and_not_created(topic_prefix, group_id):
+    missing = topic_prefix + "no-such-topic"
+    result = health.check(health.Target("ghost", topic_prefix + group_id, (missing,)), max_lag=1_000)
+    assert not result.healthy
+    assert f"topic {missing} is missing" in result.line()
+    assert missing not in admin_client().list_topics(timeout=10).topics  # looking did not create it
 
 
 def test_lag_past_the_threshold_is_unhealthy_even_with_a_member(make_consumer_for):
