@@ -43,7 +43,7 @@ def allocate_many(requests: list[Request]) -> list[AllocationOutcome]:
     results: list[AllocationOutcome | None] = [None] * len(requests)
     with transaction.atomic():
         purchases = lock_purchases([r.purchase_id for r in requests])
-        held = [pk for (pk,) in fetch(HOLDING_FOR_PAIRS_SQL, [list(HOLDING), [r.student_id for r in requests],
+        held = [pk for (pk,) in fetch(HOLDING_FOR_PAIRS_SQL, [[r.student_id for r in requests],
                                                               [r.course_id for r in requests]])]
         existing = ({(a.student_id, a.course_id): a for a in TrainerAllocation.objects.filter(pk__in=held)}
                     if held else {})
@@ -76,9 +76,14 @@ def allocate_many(requests: list[Request]) -> list[AllocationOutcome]:
     return results  # type: ignore[return-value]
 
 
-HOLDING_FOR_PAIRS_SQL = """
+# The holding statuses are written into the statement, not passed: the partial unique index on (student, course)
+# of holding allocations serves it only when PostgreSQL can see at planning time that the statuses are its own. As a
+# parameter, the generic plan psycopg's prepared statement settles on intersected the course's and the student's
+# whole indexes per pair instead (8-11 ms a batch of 250 in the end-to-end bench, against 0.4).
+HOLDING_FOR_PAIRS_SQL = f"""
 SELECT id FROM trainer_allocations
-WHERE status = ANY(%b::text[]) AND (student_id, course_id) IN (SELECT * FROM unnest(%b::bigint[], %b::bigint[]))
+WHERE status IN ({", ".join(f"'{status.value}'" for status in HOLDING)})
+  AND (student_id, course_id) IN (SELECT * FROM unnest(%b::bigint[], %b::bigint[]))
 """
 # Active trainers of the course with a free slot, least loaded first, by their count of holding allocations
 # (`trainers.holding`, kept by triggers: migration 0005). Counting them here instead cost an index scan and heap

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from allocations.batch import Request, allocate_many
+from allocations.batch import HOLDING_FOR_PAIRS_SQL, Request, allocate_many
 from allocations.models import TrainerAllocation
 from allocations.services import NoCapacity, PurchaseCancelled, UnknownPurchase
 from tests.allocations.support import allocate_bought, bought
@@ -67,3 +67,27 @@ def test_several_courses_in_one_batch():
     assert [a.course_id for a, _ in outcomes] == [r.course_id for r in requests]
     assert [a.purchase_id for a, _ in outcomes] == [r.purchase_id for r in requests]
     assert TrainerAllocation.objects.count() == 15
+
+
+def test_the_lookup_of_holding_allocations_uses_the_partial_unique_index_in_a_generic_plan():
+    """psycopg prepares a statement run often, and PostgreSQL settles on a generic plan for it: that plan must still
+    find a batch's (student, course) pairs in the partial unique index of holding allocations, not intersect the
+    course's and the students' whole indexes per pair (the course here has 5,000 ended allocations)."""
+    course, trainer = CourseFactory(), TrainerFactory(capacity=10)
+    students = [StudentFactory().pk for _ in range(30)]
+    with connection.cursor() as cur:
+        cur.execute("INSERT INTO students (name, email, created_at) SELECT 'S', 'past' || n || '@example.com', now()"
+                    " FROM generate_series(1, 5000) n")
+        cur.execute("INSERT INTO trainer_allocations (student_id, course_id, trainer_id, status, slot_time,"
+                    " slot_weekdays, created_at) SELECT id, %s, %s, 'ended', '08:00', '{0,1,2,3,4}', now()"
+                    " FROM students WHERE email LIKE 'past%%'", [course.pk, trainer.pk])
+        cur.execute("ANALYZE trainer_allocations")
+        cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        sql = HOLDING_FOR_PAIRS_SQL.replace("%b::bigint[], %b::bigint[]", "$1::bigint[], $2::bigint[]")
+        cur.execute(f"PREPARE holding_pairs(bigint[], bigint[]) AS {sql}")
+        try:
+            cur.execute("EXPLAIN EXECUTE holding_pairs(%s, %s)", [students, [course.pk] * len(students)])
+            plan = "\n".join(line for (line,) in cur.fetchall())
+        finally:
+            cur.execute("DEALLOCATE holding_pairs")
+    assert "uniq_holding_allocation_per_student_course" in plan, plan

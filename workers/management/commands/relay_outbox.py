@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 from workers import metrics
 from workers.loop import StopFlag, run_until_stopped
 from workers.outbox import OutboxPublisher
-from workers.relay import relay_once
+from workers.relay import DueBound, relay_once
 
 
 class Command(BaseCommand):
@@ -21,11 +21,12 @@ class Command(BaseCommand):
         metrics.serve(metrics_port)
         relay = OutboxPublisher()
         stop = StopFlag("relay").install()
+        due_bound = DueBound(grace)
         total = 0
 
         def one_pass() -> bool:
             nonlocal total
-            sent = relay_once(relay, grace_seconds=grace)
+            sent = relay_once(relay, grace_seconds=grace, due_bound=due_bound)
             total += sent
             if once:
                 stop.request()
