@@ -9,7 +9,14 @@ from allocations.batch import HOLDING_FOR_PAIRS_SQL, Request, allocate_many
 from allocations.models import TrainerAllocation
 from allocations.services import NoCapacity, PurchaseCancelled, UnknownPurchase
 from tests.allocations.support import allocate_bought, bought
-from tests.factories import CourseFactory, PurchaseFactory, StudentFactory, TrainerFactory, purchase_of
+from tests.factories import (
+    AllocationFactory,
+    CourseFactory,
+    PurchaseFactory,
+    StudentFactory,
+    TrainerFactory,
+    purchase_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -91,3 +98,13 @@ def test_the_lookup_of_holding_allocations_uses_the_partial_unique_index_in_a_ge
         finally:
             cur.execute("DEALLOCATE holding_pairs")
     assert "uniq_holding_allocation_per_student_course" in plan, plan
+
+
+def test_a_course_with_more_trainers_than_requests_gives_them_to_the_least_loaded():
+    course = CourseFactory()
+    trainers = [TrainerFactory(capacity=4, courses=[course]) for _ in range(6)]
+    for trainer, load in zip(trainers, [3, 0, 2, 0, 1, 3]):
+        for _ in range(load):
+            AllocationFactory(trainer=trainer, course=course)
+    outcomes = allocate_many([bought(StudentFactory().pk, course.pk) for _ in range(2)])
+    assert sorted(allocation.trainer_id for allocation, _ in outcomes) == [trainers[1].pk, trainers[3].pk]
