@@ -15,8 +15,8 @@ never due, still the head. The key stays held until an operator acts on the lett
 Invalid messages (not an event of the contract) hold nothing: their key cannot be trusted.
 
 Why the table and not memory: it survives restarts and rebalances, and every consumer of the group shares it
-(the rows are locked with SKIP LOCKED). Why it is cheap: a batch costs one indexed lookup, by event id and by
-key together; with nothing parked it finds nothing.
+(the rows are locked with SKIP LOCKED). Why it is cheap: a batch costs one indexed lookup of the group's rows,
+which finds nothing while nothing waits (`_rows_for`).
 """
 from __future__ import annotations
 
@@ -34,10 +34,15 @@ from workers.models import DeadLetter, PendingRetry
 from workers.sql import fetch
 from workers.stage import Ordering
 
+# What a batch needs of PendingRetry, in one lookup: the group's rows whole while they are few (almost always:
+# none), else the rows of the batch's event ids (redeliveries) and keys (what is parked), two index scans. Sending
+# the batch's ids and keys as arrays cost the consumer 1.24-1.27 us of CPU per event (a batch of 500, nothing
+# waiting, 3 rounds of 200), reading the empty queue whole 0.41-0.42: for a lookup that nearly always finds nothing.
+SMALL_QUEUE = 256
+GROUP_ROWS_SQL = "SELECT event_id, key, dead_lettered FROM pending_retries WHERE consumer = %s LIMIT %s"
 WAITING_SQL = """
 SELECT event_id, key, dead_lettered FROM pending_retries WHERE consumer = %s AND event_id = ANY(%b::uuid[])
 """
-# One lookup per batch, by event id (redeliveries) and by key (what is parked) at once: two index scans.
 WAITING_OR_HELD_SQL = """
 SELECT event_id, key, dead_lettered FROM pending_retries
 WHERE consumer = %s AND (event_id = ANY(%b::uuid[]) OR key = ANY(%b::bytea[]))
@@ -57,18 +62,13 @@ class Sorted:
 
 
 def sort_batch(group: str, ordering: Ordering, events: Sequence[tuple[SourceMessage, Event]]) -> Sorted:
-    """Split `events` (in consumption order) with one query. An event whose event id already waits is left to
-    its row, unless it is the replay of its dead-lettered row (then the row is revived). An event whose key has
-    rows is parked behind them."""
+    """Split `events` (in consumption order) with one query (`_rows_for`). An event whose event id already waits
+    is left to its row, unless it is the replay of its dead-lettered row (then the row is revived). An event
+    whose key has rows is parked behind them."""
     out = Sorted()
     if not events:
         return out
-    ids = [e.event_id for _, e in events]
-    if ordering.by_key:
-        keys = list({s.key for s, _ in events if s.key is not None})
-        rows = fetch(WAITING_OR_HELD_SQL, [group, ids, keys])
-    else:
-        rows = fetch(WAITING_SQL, [group, ids])
+    rows = _rows_for(group, ordering, events)
     waiting = {row[0]: row[2] for row in rows}
     held = {bytes(row[1]) for row in rows if row[1] is not None} if ordering.by_key else set()
     for source, event in events:
@@ -82,6 +82,19 @@ def sort_batch(group: str, ordering: Ordering, events: Sequence[tuple[SourceMess
         else:
             out.run.append((source, event))
     return out
+
+
+def _rows_for(group: str, ordering: Ordering, events: Sequence[tuple[SourceMessage, Event]]) -> list[tuple]:
+    """The group's PendingRetry rows that may concern the batch. While the group has at most SMALL_QUEUE rows,
+    one statement brings them all (those of other events and keys are simply not asked about); past that, a
+    second one looks up the batch's event ids and (key order) its keys."""
+    rows = fetch(GROUP_ROWS_SQL, [group, SMALL_QUEUE + 1])
+    if len(rows) <= SMALL_QUEUE:
+        return rows
+    ids = [e.event_id for _, e in events]
+    if ordering.by_key:
+        return fetch(WAITING_OR_HELD_SQL, [group, ids, list({s.key for s, _ in events if s.key is not None})])
+    return fetch(WAITING_SQL, [group, ids])
 
 
 def _is_replay(group: str, source: SourceMessage, event: Event) -> bool:

@@ -2,6 +2,8 @@
 and the per-stage override in settings. PostgreSQL only."""
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.core.checks import run_checks
 from django.db import connection
@@ -100,3 +102,24 @@ def test_stage_ordering_in_settings_overrides_a_stage_and_refuses_what_it_does_n
         settings.STAGE_ORDERING = wrong
         errors = [e for e in run_checks(tags=["pipeline"]) if e.id == "workers.E001"]
         assert len(errors) == 1 and message in errors[0].msg
+
+
+def test_a_long_queue_is_looked_up_by_the_batch_ids_and_keys_and_still_parks_what_it_holds():
+    """Past ordering.SMALL_QUEUE rows the group's queue is not read whole: a second lookup by the batch's event
+    ids and keys, which parks the same events."""
+    processor, _ = local_processor(support.make_stage("local-group"))
+    support.SCRIPT[900] = ["transient"]
+    processor.process(sources([support.purchase_created(900)], start=0))  # key 900 now waits for its retry
+    now = timezone.now()
+    PendingRetry.objects.bulk_create([
+        PendingRetry(consumer="local-group", event_id=support.purchase_created(10_000 + n).event_id,
+                     topic="purchase-created", partition=0, offset=10_000 + n, key=str(10_000 + n).encode(),
+                     value=b"{}", next_attempt_at=now + datetime.timedelta(hours=1), first_failed_at=now,
+                     last_failed_at=now, error_class="Transient", error_message="waits")
+        for n in range(ordering.SMALL_QUEUE)
+    ])
+    batch = [support.purchase_created(900), *(support.purchase_created(n) for n in range(901, 951))]
+    with CaptureQueriesContext(connection) as queries:
+        processor.process(sources(batch, start=100))
+    assert len(lookups(queries.captured_queries)) == 2
+    assert support.effects(batch[1:]) == 50 and support.effects(batch[:1]) == 0
