@@ -21,6 +21,13 @@ MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 # place in its poller (worker_connections).
 keepalive = int(os.environ.get("WEB_KEEPALIVE_SECONDS", "75"))
 
+# Where each worker keeps its heartbeat file, which it touches (os.utime) on every turn of its main loop: in memory
+# (/dev/shm) rather than gunicorn's default, the temporary directory, which is on the disk here, beside
+# PostgreSQL's WAL. A touch there can wait for the file system's journal, and while it waits the worker's main
+# loop accepts nothing and hands no keep-alive connection back to its threads (gunicorn's documentation warns of
+# this, "Blocking OS calls"). WEB_WORKER_TMP_DIR overrides it; empty means gunicorn's default.
+worker_tmp_dir = os.environ.get("WEB_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "") or None
+
 
 def on_starting(server: Any) -> None:
     if MULTIPROC_DIR:

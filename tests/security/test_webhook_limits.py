@@ -3,6 +3,7 @@ before they are read, a slow body is cut off, nothing is read before the signatu
 during a secret rotation both secrets sign."""
 import http.client
 import json
+import os
 import socket
 import time
 import urllib.parse
@@ -89,3 +90,29 @@ def test_a_keep_alive_connection_left_idle_for_seconds_is_still_answered(web):
         assert connection.getresponse().status == 200
     finally:
         connection.close()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def test_each_worker_keeps_its_heartbeat_file_in_memory(web):
+    """A gunicorn worker touches its heartbeat file on every turn of its main loop. In a directory on the disk
+    (gunicorn's default: the temporary directory) a touch can wait for the file system's journal, and the worker
+    then accepts nothing meanwhile (gunicorn's documentation, "Blocking OS calls"): the file lives in /dev/shm."""
+    master = web.processes["web"].pid
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == master]
+    assert workers, web.log("web")
+    for pid in workers:
+        files = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                files.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:  # closed meanwhile
+                continue
+        heartbeats = [f for f in files if "wgunicorn-" in f]
+        assert heartbeats and all(f.startswith("/dev/shm/") for f in heartbeats), files
