@@ -35,6 +35,12 @@ def limits_are_consistent(app_configs: Any = None, **kwargs: Any) -> list[CheckM
         errors.append(Error(
             f"DEAD_LETTER_MAX_BYTES ({settings.DEAD_LETTER_MAX_BYTES}) must be from 10000 to the producer's "
             f"message.max.bytes ({PRODUCER_MAX_BYTES}) minus 10000", id="workers.E012"))
+    if not 0 < settings.WORKER_LANES_RESUME_BELOW <= settings.WORKER_LANES_BUSY_LIMIT:
+        errors.append(Error(
+            f"WORKER_LANES_RESUME_BELOW ({settings.WORKER_LANES_RESUME_BELOW}) must be over 0 and at most "
+            f"WORKER_LANES_BUSY_LIMIT ({settings.WORKER_LANES_BUSY_LIMIT})",
+            hint="Above the limit a consumer would stop splitting batches and start again at once.",
+            id="workers.E014"))
     return errors
 
 

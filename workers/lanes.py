@@ -14,6 +14,9 @@ What stays as it was:
   in its own transactions). The offsets are committed only after every lane returned; if any lane raised, the
   caller rewinds the whole batch, and what the other lanes committed is skipped by its ProcessedEvent rows.
 - The calling thread runs the first lane itself; retries, chores and the Kafka client stay on it.
+
+Lanes cost CPU (each pays its own statements and commit), so a batch is split only while the machine has an
+idle core to run the second lane on (workers.headroom); otherwise it runs as one lane.
 """
 from __future__ import annotations
 
@@ -21,9 +24,12 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 
+from workers import metrics
 from workers.dead_letters import SourceMessage
+from workers.headroom import Headroom
 from workers.loop import reset_db_connection
 
 
@@ -50,10 +56,19 @@ def _in_lane(process: Callable[[list[SourceMessage]], None], group: list[SourceM
 
 
 class Lanes:
-    def __init__(self, lanes: int, name: str) -> None:
+    def __init__(self, lanes: int, name: str, headroom: Headroom | None = None) -> None:
         self.lanes = max(1, lanes)
         self._pool = (ThreadPoolExecutor(max_workers=self.lanes - 1, thread_name_prefix=f"{name}-lane")
                       if self.lanes > 1 else None)
+        self.headroom = headroom or Headroom(settings.WORKER_LANES_BUSY_LIMIT, settings.WORKER_LANES_RESUME_BELOW)
+        self._in_use = metrics.LANES_IN_USE.labels(name)
+        self._in_use.set(self.lanes)
+
+    def now(self) -> int:
+        """How many lanes the next batch may use: all of them while the machine has a core to spare, else one."""
+        lanes = self.lanes if self.lanes == 1 or self.headroom.has_spare() else 1
+        self._in_use.set(lanes)
+        return lanes
 
     def consumer_config(self) -> dict[str, int]:
         """Fetch each partition in chunks of 64 KiB (about 200 events) rather than 1 MiB: librdkafka queues a
@@ -63,7 +78,7 @@ class Lanes:
 
     def run(self, process: Callable[[list[SourceMessage]], None], sources: Sequence[SourceMessage]) -> None:
         """process() each lane's share; returns when all are done, raising the first lane's error if any."""
-        groups = split(sources, self.lanes)
+        groups = split(sources, self.now())
         if self._pool is None or len(groups) < 2:
             process(list(sources))
             return

@@ -44,6 +44,8 @@ DEAD_LETTERS_STORED = Counter("pipeline_dead_letters_stored_total", "DLQ message
 PARTITIONS_MOVED = Counter("pipeline_partitions_moved_total",
                            "Partitions assigned to, revoked from or lost by this member (workers.rebalance)",
                            ["stage", "event"])
+LANES_IN_USE = Gauge("pipeline_consumer_lanes",
+                     "Lanes the consumer splits a batch into now (1 while the machine has no core to spare)", ["stage"])
 LAST_POLL = Gauge("pipeline_last_poll_timestamp_seconds", "When the consumer last polled", ["stage"])
 
 _served = False
