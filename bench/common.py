@@ -110,7 +110,7 @@ def bulk_producer(topic_name: str | None = None) -> Producer:
 
 def produce_values(topic_name: str, items: list[tuple[bytes, bytes]], producer: Producer | None = None) -> float:
     """Produce (key, value) pairs as fast as the client goes (with `bulk_producer`'s batches); returns seconds."""
-    producer = producer or bulk_producer()
+    producer = producer if producer is not None else bulk_producer()
     start = time.perf_counter()
     for i, (key, value) in enumerate(items):
         producer.produce(topic_name, key=key, value=value)

@@ -67,7 +67,7 @@ def pipeline(*, now: datetime.datetime | None = None, client: AdminClient | None
     now = now or timezone.now()
     views = [StageView(s.name, s.kafka_group_id(), s.group_id) for s in stages()]
     by_name = {v.name: v for v in views}
-    _from_broker(views, client or admin_client())
+    _from_broker(views, client if client is not None else admin_client())  # an AdminClient is falsy
     for stage in stages():
         by_name[stage.name].pending = ordering.counts(stage.group_id)
     for row in DeadLetter.objects.values("stage", "status").annotate(n=Count("pk")):

@@ -92,7 +92,7 @@ def targets() -> dict[str, Target]:
 def snapshot(target: Target, *, client: AdminClient | None = None,
              timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Snapshot:
     """Members, state, committed offsets and total lag of a group. Broker errors become `error`, not raises."""
-    client = client or admin_client()
+    client = client if client is not None else admin_client()  # an AdminClient is falsy (its len is 0)
     try:
         group = client.describe_consumer_groups([target.group_id], request_timeout=timeout)[target.group_id]
         description = group.result()
@@ -136,7 +136,7 @@ def check(target: Target, *, max_lag: int, max_idle_seconds: float = 0.0, client
           timeout: float = DEFAULT_TIMEOUT_SECONDS, sleep: Callable[[float], None] = time.sleep,
           pause: Pause | None = None) -> GroupHealth:
     """Snapshot the group; when it has lag and `max_idle_seconds` > 0, wait up to that long for progress."""
-    client = client or admin_client()
+    client = client if client is not None else admin_client()
     first = snapshot(target, client=client, timeout=timeout)
     if max_idle_seconds <= 0 or first.error or first.lag <= 0 or first.members == 0 or pause is not None:
         return evaluate(target, first, max_lag=max_lag, pause=pause)
@@ -177,7 +177,7 @@ class Replication:
 def replication(topics: list[str], *, client: AdminClient | None = None,
                 timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Replication:
     """Under-replicated, under-min-ISR and offline partitions of `topics` (two broker requests)."""
-    client = client or admin_client()
+    client = client if client is not None else admin_client()
     metadata = client.list_topics(timeout=timeout)
     present = [name for name in topics if name in metadata.topics and metadata.topics[name].error is None]
     minimum = _min_insync(client, present, timeout)

@@ -159,7 +159,7 @@ class OutboxPublisher:
     """
 
     def __init__(self, producer: Producer | None = None) -> None:
-        self.producer = producer or make_producer()
+        self.producer = producer if producer is not None else make_producer()
         self._delivered: list[int] = []
         self._failed: dict[int, str] = {}  # row id -> why the broker or the producer refused it
         self._lock = threading.Lock()

@@ -119,3 +119,24 @@ def test_command_succeeds_for_a_stage_whose_worker_runs(make_consumer_for, topic
     call_command("worker_health", "--stage", "purchases", "--max-lag", "0")
     out = capsys.readouterr().out
     assert out.startswith(f"purchases group={topic_prefix}purchase-creation-workers state=STABLE members=1 lag=0 OK")
+
+
+def test_a_given_admin_client_is_the_only_one_used(make_consumer_for, monkeypatch):
+    """An AdminClient is falsy (its len() is 0), so `client or admin_client()` made a new client, with its threads,
+    connection and SCRAM handshake, on every look: 11-15 ms of CPU each in the bench's 0.1 s lag polls."""
+    from workers import console
+
+    consumer = joined(make_consumer_for())
+    client = admin_client()
+    assert not client  # why the guard below matters
+
+    def second_client():
+        raise AssertionError("a second admin client was made")
+
+    monkeypatch.setattr(health, "admin_client", second_client)
+    monkeypatch.setattr(console, "admin_client", second_client)
+    target = target_of(consumer)
+    assert health.snapshot(target, client=client).members == 1
+    assert health.check(target, max_lag=0, client=client).snapshot.members == 1
+    assert health.replication(list(target.topics), client=client).healthy
+    assert console.pipeline(client=client)
