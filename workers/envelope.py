@@ -233,13 +233,15 @@ def _decode_step_by_step(value: bytes) -> Event:
     return _event(envelope, payload)
 
 
-def misplaced(event: Event, topic_name: str) -> InvalidEvent | None:
+def misplaced(event: Event, topic_name: str, prefix: str | None = None) -> InvalidEvent | None:
     """Each event type belongs on exactly one topic (the contract's `topics`). A valid event of another type on
     a pipeline topic (e.g. TRAINER_ALLOCATED on purchase-confirmed) is invalid there: a handler written for
     another payload would crash on it, or worse, act on the fields the payloads share.
-    Returns the error to dead-letter it with, or None when the event is where it belongs."""
-    expected = topic_for_event_type(event.event_type)
-    if topic_name == expected or topic_name not in _pipeline_topics(settings.KAFKA_TOPIC_PREFIX):
+    Returns the error to dead-letter it with, or None when the event is where it belongs. `prefix`: the
+    KAFKA_TOPIC_PREFIX, when the caller read it once for a batch."""
+    prefix = settings.KAFKA_TOPIC_PREFIX if prefix is None else prefix
+    expected = _topic_for(prefix, event.event_type)
+    if topic_name == expected or topic_name not in _pipeline_topics(prefix):
         return None
     return InvalidEvent(
         f"event type {event.event_type} does not belong on topic {topic_name} (its topic is {expected})")
