@@ -5,7 +5,7 @@ import datetime
 import pytest
 from django.db import transaction
 
-from allocations.slots import Booking, collide, free_start
+from allocations.slots import Booking, candidate_starts, collide, free_start
 from sessions_sched.models import TrainingSession
 from sessions_sched.scheduler import ensure_window
 from tests.allocations.support import allocate_bought
@@ -17,6 +17,25 @@ TODAY = datetime.date(2026, 12, 1)  # the horizon then covers both 2027 DST chan
 
 def at(hour, minute=0):
     return datetime.time(hour, minute)
+
+
+def test_free_start_is_the_first_candidate_that_collides_with_no_booking():
+    """free_start splits the bookings by zone once per call; it must answer as `collide` per pair does, whatever
+    mix of zones, lengths and weekdays a trainer has."""
+    import random
+
+    rng = random.Random(19)
+    zones = ["Europe/Berlin", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney"]
+    day_sets = [WEEKDAYS, frozenset({0, 2, 4}), frozenset({1, 3})]
+    monday = TODAY - datetime.timedelta(days=TODAY.weekday())
+    for _ in range(300):
+        taken = [Booking(rng.choice(zones), at(rng.randrange(6, 20), rng.choice((0, 30))), rng.choice((45, 60, 90)),
+                         rng.choice(day_sets)) for _ in range(rng.randrange(0, 9))]
+        zone, minutes, days = rng.choice(zones), rng.choice((45, 60, 90)), rng.choice(day_sets)
+        expected = next((start for start in candidate_starts(minutes)
+                         if not any(collide(Booking(zone, start, minutes, days), other, monday) for other in taken)),
+                        None)
+        assert free_start(zone, minutes, days, taken, TODAY) == expected, (zone, minutes, days, taken)
 
 
 def test_the_same_instant_in_two_zones_collides():
