@@ -18,11 +18,11 @@ in request order. Invalid items are answered 400 on their own; the valid ones ar
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import uuid
 from typing import Annotated, Any
 
+import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError, transaction
@@ -154,10 +154,12 @@ def _parse(request: HttpRequest) -> tuple[Any, HttpResponse | None]:
     if not _authorized(request):
         return None, json_response({"error": "missing or wrong bearer token"}, status=401)
     try:
-        return json.loads(request.body), None
+        # orjson, as the client encodes: a batch body is up to 500 requests. It refuses what json.loads let
+        # through only to fail later: NaN, Infinity, integers past 64 bits (ids are < 2**63 anyway).
+        return orjson.loads(request.body), None
     except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it
         return None, json_response({"error": "body too large"}, status=413)
-    except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer over 4300 digits, hostile nesting
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer past 64 bits, hostile nesting
         return None, json_response({"error": "body is not valid JSON"}, status=400)
 
 
