@@ -154,12 +154,12 @@ def _parse(request: HttpRequest) -> tuple[Any, HttpResponse | None]:
     if not _authorized(request):
         return None, json_response({"error": "missing or wrong bearer token"}, status=401)
     try:
-        # orjson, as the client encodes: a batch body is up to 500 requests. It refuses what json.loads let
-        # through only to fail later: NaN, Infinity, integers past 64 bits (ids are < 2**63 anyway).
+        # orjson, as the client encodes: a batch body is up to 500 requests. It refuses NaN and Infinity, which
+        # json.loads let through; an integer past 64 bits becomes a float, which the strict id fields refuse.
         return orjson.loads(request.body), None
     except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it
         return None, json_response({"error": "body too large"}, status=413)
-    except (ValueError, RecursionError):  # not UTF-8 or JSON, an integer past 64 bits, hostile nesting
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, hostile nesting
         return None, json_response({"error": "body is not valid JSON"}, status=400)
 
 

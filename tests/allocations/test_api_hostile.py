@@ -114,7 +114,6 @@ NOT_JSON = {
     "not UTF-8": b"\xff\xfe\x00",
     "deeply nested": b"[" * 20_000 + b"]" * 20_000,  # used to be a 500 (RecursionError)
     "5000-digit integer": b'{"student_id": ' + b"1" * 5_000 + b"}",  # used to be a 500 (ValueError)
-    "integer past 64 bits": b'{"student_id": 18446744073709551616, "course_id": 1}',
     "NaN": b'{"student_id": NaN, "course_id": 1}',
     "form encoded": b"student_id=1&course_id=1",
 }
@@ -147,6 +146,7 @@ FIELD_CASES = [
     ("student_id", 0),
     ("student_id", -1),
     ("student_id", 2**63),
+    ("student_id", 2**64),  # past 64 bits: orjson reads a float, which the strict field refuses
     ("student_id", "1 OR 1=1"),
     ("student_id", "<script>alert(1)</script>"),
     ("course_id", "1; DROP TABLE trainer_allocations; --"),
