@@ -56,11 +56,22 @@ def utc_intervals(booking: Booking, from_day: datetime.date) -> tuple[tuple[int,
     return tuple(intervals)
 
 
+def _local_span(booking: Booking) -> tuple[int, int]:
+    """(start, end) of a booking's sessions in local minutes of the day."""
+    begins = _minutes(booking.start)
+    return begins, begins + booking.minutes
+
+
+def _same_week(a: Booking, b: Booking) -> bool:
+    """Same zone and weekdays: the two collide exactly when their local spans overlap."""
+    return a.time_zone == b.time_zone and a.weekdays == b.weekdays
+
+
 def collide(a: Booking, b: Booking, from_day: datetime.date) -> bool:
     """Whether some session of `a` and some session of `b` would overlap in time."""
-    if a.time_zone == b.time_zone and a.weekdays == b.weekdays:
-        start_a, start_b = _minutes(a.start), _minutes(b.start)
-        return start_a < start_b + b.minutes and start_b < start_a + a.minutes
+    if _same_week(a, b):
+        (start_a, end_a), (start_b, end_b) = _local_span(a), _local_span(b)
+        return start_a < end_b and start_b < end_a
     return _collide_in_utc(a, b, from_day)
 
 
@@ -100,20 +111,19 @@ def free_start(
     a fifth of the allocation API's CPU end to end.)"""
     from_day = today - datetime.timedelta(days=today.weekday())  # the week's Monday: shared by the cache
     days = frozenset(weekdays)
+    week = Booking(time_zone, FIRST_START, minutes, days)  # its zone and weekdays sort `taken`
     local: list[tuple[int, int]] = []
     elsewhere: list[Booking] = []
     for other in taken:
-        if other.time_zone == time_zone and other.weekdays == days:
-            begins = _minutes(other.start)
-            local.append((begins, begins + other.minutes))
+        if _same_week(week, other):
+            local.append(_local_span(other))
         else:
             elsewhere.append(other)
     for start in candidate_starts(minutes):
-        begins = _minutes(start)
-        ends = begins + minutes
+        booking = Booking(time_zone, start, minutes, days)
+        begins, ends = _local_span(booking)
         if any(begins < other_ends and other_begins < ends for other_begins, other_ends in local):
             continue
-        booking = Booking(time_zone, start, minutes, days)
         if not any(_collide_in_utc(booking, other, from_day) for other in elsewhere):
             return start
     return None

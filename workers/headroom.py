@@ -56,11 +56,11 @@ class Headroom:
         if now - self._read_at < self.window:
             return self.spare
         busy, total = busy_and_total(self._cpu_times())
-        elapsed = total - self._total
-        self._read_at, self._busy, self._total, previous_busy = now, busy, total, self._busy
+        worked, elapsed = busy - self._busy, total - self._total
+        self._read_at, self._busy, self._total = now, busy, total
         if elapsed <= 0:  # the counters did not move (a coarse clock): keep the last answer
             return self.spare
-        self.busy_fraction = (busy - previous_busy) / elapsed
+        self.busy_fraction = worked / elapsed
         if self.spare and self.busy_fraction >= self.busy_limit:
             self.spare = False
         elif not self.spare and self.busy_fraction < self.resume_below:

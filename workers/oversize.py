@@ -54,9 +54,9 @@ def too_many_headers(headers: Headers, limits: tuple[int, int] | None = None) ->
 
     `limits`: (KAFKA_MAX_HEADERS, KAFKA_MAX_HEADER_BYTES) read once for a batch (`header_limits()`); a settings
     read is 0.5 us, and this runs for every consumed message."""
-    most, most_bytes = limits or header_limits()
     if not headers:
         return None
+    most, most_bytes = limits or header_limits()
     if len(headers) > most:
         return f"message has {len(headers)} headers, over the limit of {most}"
     # A name's UTF-8 is at most 4 bytes a character: when even that bound fits, the names need no encoding.
