@@ -6,8 +6,8 @@ An allocation books the same local time on its weekdays in its course's zone, fo
 allocations of one zone (and weekdays) collide exactly when their local intervals overlap. Across zones the
 UTC offsets move, and on different dates (Europe and America change a few weeks apart; London's summer time is
 Berlin's winter offset), so both allocations are expanded into the UTC intervals of their sessions over the
-next year (every DST regime) and compared. The sessions table has the last word: an exclusion constraint
-refuses overlapping bookings of a trainer.
+next year (every DST regime) and compared. The sessions table has the last word: its triggers refuse
+overlapping bookings of a trainer (sessions_sched.booking).
 """
 from __future__ import annotations
 

@@ -1,12 +1,19 @@
 """Training sessions: the rolling window of upcoming sessions of an allocation."""
-from django.contrib.postgres.constraints import ExclusionConstraint
-from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, RangeOperators
+import datetime
+
+from django.contrib.postgres.fields import DateTimeRangeField
 from django.db import models
 
 from allocations.models import Trainer, TrainerAllocation
 
+# Every session is at most this long (a check constraint; courses allow 240 minutes): the overlap check reads a
+# trainer's bookings that start less than this before a new session (sessions_sched.booking).
+MAX_SESSION_LENGTH = datetime.timedelta(hours=24)
+
 
 class TsTzRange(models.Func):
+    """tstzrange(start, end): migration 0003's exclusion constraint, which 0006 replaced by triggers."""
+
     function = "TSTZRANGE"
     output_field = DateTimeRangeField()
 
@@ -24,8 +31,8 @@ class TrainingSession(models.Model):
     allocation = models.ForeignKey(
         TrainerAllocation, on_delete=models.PROTECT, related_name="sessions", db_index=False, db_constraint=False
     )
-    # Denormalised from the allocation so PostgreSQL can refuse to book one trainer twice at once. Its btree index
-    # is left out: the exclusion constraint's GiST index starts with trainer_id and serves a trainer's bookings.
+    # Denormalised from the allocation so PostgreSQL can refuse to book one trainer twice at once. Its own index is
+    # left out: trainer_booked_time (trainer, starts_at) serves a trainer's bookings.
     # One foreign key covers both columns: (allocation_id, trainer_id) references trainer_allocations (id,
     # trainer_id) (migration 0005), so a session's trainer is its allocation's, and each of the 7 inserts per
     # purchase pays one referential check instead of one per column.
@@ -45,15 +52,17 @@ class TrainingSession(models.Model):
                 fields=["allocation", "scheduled_date", "scheduled_time"], name="uniq_session_per_allocation_slot"
             ),
             # A trainer is in one session at a time: no two of their bookings overlap, whatever the courses' zones
-            # and session lengths (btree_gist gives the = on trainer_id). Cancelled sessions free their time.
-            ExclusionConstraint(
-                name="no_overlapping_trainer_sessions",
-                expressions=[("trainer", RangeOperators.EQUAL),
-                             (TsTzRange("starts_at", "ends_at", RangeBoundary()), RangeOperators.OVERLAPS)],
-                condition=~models.Q(status="cancelled"),
-            ),
+            # and session lengths. Cancelled sessions free their time. PostgreSQL holds it with statement
+            # triggers over trainer_booked_time (migration 0006; why and how: sessions_sched.booking), failing as
+            # the exclusion constraint no_overlapping_trainer_sessions did.
             models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")),
                                    name="session_ends_after_it_starts"),
+            models.CheckConstraint(condition=models.Q(ends_at__lte=models.F("starts_at") + MAX_SESSION_LENGTH),
+                                   name="session_at_most_a_day"),
+        ]
+        indexes = [
+            models.Index(fields=["trainer", "starts_at"], condition=~models.Q(status="cancelled"),
+                         name="trainer_booked_time"),
         ]
 
     def __str__(self) -> str:

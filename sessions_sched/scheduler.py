@@ -9,7 +9,9 @@ Slots start at 08:00, so in most zones this never happens; it is handled so that
 
 Concurrency: a window is changed only under the allocation's row lock (FOR NO KEY UPDATE, which does not block
 the FK checks of session inserts), and `topup_all` skips allocations another run holds (SKIP LOCKED); the UNIQUE
-(allocation, date, time) constraint is the last word (`ON CONFLICT DO NOTHING`).
+(allocation, date, time) constraint is the last word (`ON CONFLICT DO NOTHING`). A trainer's other bookings are
+skipped, not an error: `sessions_sched.booking.book_free` takes the trainers' time locks and leaves out what
+collides.
 """
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ import logging
 import zoneinfo
 from dataclasses import asdict, dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
+from sessions_sched.booking import SessionRow, book_free
 from sessions_sched.models import TrainingSession
-from workers.sql import fetch, fetch_skipping_conflicts
+from workers.sql import fetch, is_conflict
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +110,8 @@ def ensure_window(allocation: TrainerAllocation, now: datetime.datetime | None =
             slots = next_session_slots(locked, start, size - have - created)
             if not slots:
                 break
-            TrainingSession.objects.bulk_create(
-                [
-                    TrainingSession(
-                        allocation_id=locked.pk, trainer_id=locked.trainer_id, scheduled_date=day,
-                        scheduled_time=at, starts_at=starts_at, ends_at=starts_at + length,
-                        status=TrainingSession.Status.SCHEDULED,
-                    )
-                    for day, at, starts_at in slots
-                ],
-                ignore_conflicts=True,
-            )
+            book_free([SessionRow(locked.pk, locked.trainer_id, day, at, starts_at, starts_at + length)
+                       for day, at, starts_at in slots])
             # Exact under the row lock: nobody else adds sessions to this allocation meanwhile.
             created = future.count() - have
             start = slots[-1][2]
@@ -188,14 +182,7 @@ def fill_windows(allocation_ids: list[int], now: datetime.datetime, size: int = 
         allocations["minutes"].append(minutes)
     if not wanted:
         return {}
-    slots: dict[str, list] = {"pattern": [], "day": [], "at": [], "starts_at": []}
-    for key, number in patterns.items():
-        for day, at, starts_at in _slots(*key):
-            for column, value in zip(slots, (number, day, at, starts_at)):
-                slots[column].append(value)
-    inserted = fetch_skipping_conflicts(INSERT_SESSIONS_SQL, [*allocations.values(), *slots.values()],
-                                        on_conflict="ON CONFLICT DO NOTHING", returning="allocation_id")
-    created = collections.Counter(pk for (pk,) in inserted)
+    created = _insert_sessions(allocations, [_slots(*key) for key in patterns])
     result = {}
     for pk, (have, missing) in wanted.items():
         n = created[pk]
@@ -204,6 +191,28 @@ def fill_windows(allocation_ids: list[int], now: datetime.datetime, size: int = 
             n += ensure_window(allocation, now=now, size=size)
         result[pk] = WindowFill(created=n, future=have + n)
     return result
+
+
+def _insert_sessions(allocations: dict[str, list], pattern_slots: list[tuple[SessionSlot, ...]]) -> collections.Counter:
+    """Insert every allocation's sessions (its pattern's slots) in one plain INSERT, as collisions are rare; when
+    one refuses a row (a booking of the trainer overlaps, or the session exists), `book_free` inserts those that
+    collide with nothing. Returns how many sessions each allocation got."""
+    slots: dict[str, list] = {"pattern": [], "day": [], "at": [], "starts_at": []}
+    for number, dates in enumerate(pattern_slots):
+        for day, at, starts_at in dates:
+            for column, value in zip(slots, (number, day, at, starts_at)):
+                slots[column].append(value)
+    try:
+        with transaction.atomic():
+            rows = fetch(INSERT_SESSIONS_SQL + " RETURNING allocation_id", [*allocations.values(), *slots.values()])
+        return collections.Counter(pk for (pk,) in rows)
+    except IntegrityError as exc:
+        if not is_conflict(exc):
+            raise
+    return collections.Counter(book_free([
+        SessionRow(pk, trainer_id, day, at, starts_at, starts_at + datetime.timedelta(minutes=minutes))
+        for pk, trainer_id, number, minutes in zip(*allocations.values())
+        for day, at, starts_at in pattern_slots[number]]))
 
 
 def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, int]:

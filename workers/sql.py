@@ -72,9 +72,14 @@ def fetch_skipping_conflicts(
                 return None
             return fetch(sql + tail, params)
     except IntegrityError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) not in CONFLICTS:
+        if not is_conflict(exc):
             raise
     return fetch(f"{sql} {on_conflict}{tail}", params)
+
+
+def is_conflict(exc: IntegrityError) -> bool:
+    """A unique index or the trainers' overlap check refused a row (not a foreign key, a NOT NULL or a check)."""
+    return getattr(exc.__cause__, "sqlstate", None) in CONFLICTS
 
 
 def unnest_insert(
