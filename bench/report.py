@@ -153,6 +153,9 @@ def write_markdown(r: dict, path: Path) -> None:
         "",
         f"## Profile of the slowest stage ({r['profile']['stage']}, py-spy, self time)",
         "",
+        "From a run of its own after the others (the profiler takes CPU from the pipeline it samples): "
+        f"{r['profile'].get('per_second', '—')} purchases/s with py-spy attached.",
+        "",
         "| function | % of samples |",
         "|---|---|",
         *[f"| `{frame}` | {pct} |" for frame, pct in r["profile"]["top_self_time_percent"]],
