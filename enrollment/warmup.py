@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def warm_up(timeout: float = 5.0) -> None:
-    """Resolve the URLs, connect the Kafka producer (and start marking what it publishes as sent), then move
+    """Resolve the URLs, connect the Kafka producer (lingering WEB_KAFKA_LINGER_MS: a worker publishes one event
+    per request, and gathers them) and start marking what it publishes as sent, then move
     every object alive so far (Django, the app, the libraries: hundreds of thousands) out of the garbage
     collector's sight with `gc.freeze()`, so a full collection during a request does not walk them all (such
     pauses showed as 60-70 ms bursts of slow answers), and collect young objects less often
@@ -32,9 +33,11 @@ def warm_up(timeout: float = 5.0) -> None:
         get_resolver().resolve("/api/payments/confirmations")
     except Resolver404:
         pass
+    from django.conf import settings
+
     from workers.outbox import mark_sent_in_background, publisher
 
-    mark_sent_in_background(publisher())
+    mark_sent_in_background(publisher(**{"linger.ms": settings.WEB_KAFKA_LINGER_MS}))
     try:
         publisher().producer.list_topics(timeout=timeout)
     except KafkaException as exc:  # not fatal: emitted events wait in the outbox until the broker is back

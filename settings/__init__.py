@@ -148,6 +148,13 @@ KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
 KAFKA_TOPIC_MIN_INSYNC_REPLICAS = env.int("KAFKA_TOPIC_MIN_INSYNC_REPLICAS",
                                           default=2 if KAFKA_TOPIC_REPLICATION >= 3 else 1)
+# How long a web worker's producer gathers events before it sends them (librdkafka's linger.ms). A webhook
+# publishes one event per request, after its commit and off the request's path, so the answer never waits for it;
+# at 200 requests a second, 5 ms (the consumers' value: they publish a whole batch at once) sent nearly every event
+# in a produce request of its own. Interleaved runs, broker CPU per webhook request: 0.48-0.51 ms at 5 against
+# 0.33-0.40 at 50 (200 req/s), 0.29-0.34 against 0.15-0.25 (400 req/s); bench/analysis.md. The cost: an event
+# reaches its topic up to this much later. 0 to 1000.
+WEB_KAFKA_LINGER_MS = env.int("WEB_KAFKA_LINGER_MS", default=50)
 KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=256 * 1024)  # largest event value accepted
 # A consumed message with more headers than this, or more header bytes, is invalid (dead-lettered without them).
 KAFKA_MAX_HEADERS = env.int("KAFKA_MAX_HEADERS", default=32)

@@ -41,6 +41,10 @@ def limits_are_consistent(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             f"WORKER_LANES_BUSY_LIMIT ({settings.WORKER_LANES_BUSY_LIMIT})",
             hint="Above the limit a consumer would stop splitting batches and start again at once.",
             id="workers.E014"))
+    if not 0 <= settings.WEB_KAFKA_LINGER_MS <= 1000:
+        errors.append(Error(
+            f"WEB_KAFKA_LINGER_MS ({settings.WEB_KAFKA_LINGER_MS}) must be from 0 to 1000",
+            hint="Every event a web worker emits waits this long before it is sent.", id="workers.E015"))
     return errors
 
 

@@ -258,12 +258,13 @@ _publisher: OutboxPublisher | None = None
 _publisher_lock = threading.Lock()
 
 
-def publisher() -> OutboxPublisher:
-    """The process-wide publisher (created on first use)."""
+def publisher(**producer_overrides: Any) -> OutboxPublisher:
+    """The process-wide publisher, created on first use with these producer settings (a web worker's linger,
+    enrollment.warmup); later calls get the same one whatever they pass."""
     global _publisher
     with _publisher_lock:
         if _publisher is None:
-            _publisher = OutboxPublisher()
+            _publisher = OutboxPublisher(make_producer(**producer_overrides))
         return _publisher
 
 
