@@ -22,14 +22,14 @@ import logging
 import zoneinfo
 from dataclasses import asdict, dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from allocations.models import TrainerAllocation
 from sessions_sched.booking import SessionRow, book_free
 from sessions_sched.models import TrainingSession
-from workers.sql import fetch, is_conflict
+from workers.sql import fetch, fetch_skipping_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -202,17 +202,16 @@ def _insert_sessions(allocations: dict[str, list], pattern_slots: list[tuple[Ses
         for day, at, starts_at in dates:
             for column, value in zip(slots, (number, day, at, starts_at)):
                 slots[column].append(value)
-    try:
-        with transaction.atomic():
-            rows = fetch(INSERT_SESSIONS_SQL + " RETURNING allocation_id", [*allocations.values(), *slots.values()])
-        return collections.Counter(pk for (pk,) in rows)
-    except IntegrityError as exc:
-        if not is_conflict(exc):
-            raise
-    return collections.Counter(book_free([
-        SessionRow(pk, trainer_id, day, at, starts_at, starts_at + datetime.timedelta(minutes=minutes))
-        for pk, trainer_id, number, minutes in zip(*allocations.values())
-        for day, at, starts_at in pattern_slots[number]]))
+
+    def book_around_collisions() -> list[tuple]:
+        return [(pk,) for pk in book_free([
+            SessionRow(pk, trainer_id, day, at, starts_at, starts_at + datetime.timedelta(minutes=minutes))
+            for pk, trainer_id, number, minutes in zip(*allocations.values())
+            for day, at, starts_at in pattern_slots[number]])]
+
+    rows = fetch_skipping_conflicts(INSERT_SESSIONS_SQL, [*allocations.values(), *slots.values()],
+                                    on_conflict=book_around_collisions, returning="allocation_id")
+    return collections.Counter(pk for (pk,) in rows)
 
 
 def ensure_windows(allocation_ids: list[int], now: datetime.datetime, size: int = WINDOW_SIZE) -> dict[int, int]:
