@@ -8,6 +8,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 INSERT_SCRIPT = """\\set uid random(1, 100000)
@@ -60,3 +64,21 @@ def pgbench_inserts(seconds: int = 10, clients: int = 4) -> dict[str, float]:
     tps = float(re.search(r"tps = ([0-9.]+)", out).group(1))
     subprocess.run(["psql", "-q", "-c", "DROP TABLE bench_purchase"], env=env, check=True)
     return {"insert_tps": round(tps), "clients": clients}
+
+
+def between_pgbench_runs(measure: Callable[[], T]) -> tuple[T, dict[str, int]]:
+    """`measure()` with a pgbench run just before and just after it, each from a quiet database (no autovacuum,
+    a fresh checkpoint), and their mean as the reference for it.
+
+    The speed of these machines drifts by a third within minutes for the same code: the pgbench figure taken at the
+    start of `make bench` read 7,205-9,649 tps in one afternoon, and the end-to-end run comes minutes after it. A
+    ratio holds only against a reference taken beside what it divides; the start-of-run figure stays in the results
+    as the physical reference of the stage table."""
+    from bench.common import quiet_database
+
+    quiet_database()
+    before = pgbench_inserts()["insert_tps"]
+    result = measure()
+    quiet_database()
+    after = pgbench_inserts()["insert_tps"]
+    return result, {"before": before, "after": after, "insert_tps": round((before + after) / 2)}

@@ -11,6 +11,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, bulk_producer, produce_values, quiet_database, use_prefix, wait_for
 from bench.cpu import measure
@@ -94,7 +95,6 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     start-up, ~1 s of CPU for Python and Django, is not the pipeline's throughput), then n PURCHASE_CONFIRMED
     produced at once (the broker takes them far faster than any stage), timed from the first one produced until
     the last sessions are scheduled and every cache invalidation is consumed."""
-    from django.db import connection
 
     from tools.seed import purchase_confirmed, seed_catalog, seed_payments
     from workers import health
@@ -129,32 +129,10 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
             profile = _profile(procs.pid(profile_stage), log_dir / f"profile-{profile_stage}.txt")
 
         students = (min(p.student_id for p in payments), max(p.student_id for p in payments))
-        this_run = ("FROM training_sessions s JOIN trainer_allocations a ON a.id = s.allocation_id "
-                    "WHERE a.student_id BETWEEN %s AND %s")
-
-        def scheduled() -> bool:
-            # The sessions group's lag first (asked of the broker, costs the machine nothing), the database's
-            # count only once it is 0: a count every half second would take CPU from the pipeline it measures.
-            if health.snapshot(stages["sessions"], client=admin).lag != 0:  # one client: no new connection per look
-                return False
-            with connection.cursor() as cur:
-                cur.execute(f"SELECT count(*) {this_run}", students)
-                return cur.fetchone()[0] >= 7 * n
-
-        # Looks every 0.1 s: each wait overshoots the moment it measures by half its interval on average (at 0.25
-        # s the two waits added about 0.25 s to a 10 s run); a look at the lag is about 0.2 ms of CPU.
-        wait_for(scheduled, 900, "sessions scheduled", interval=0.1)
-        sessions_done = time.monotonic() - started
-        wait_for(lambda: health.snapshot(stages["cache"], client=admin).lag == 0, 120, "cache caught up",
-                 interval=0.1)
-        all_done = time.monotonic() - started
+        sessions_done, all_done = _wait_until_done(n, students, stages, admin, started)
         cpu_seconds = cpu()
         memory.stop()
-        with connection.cursor() as cur:
-            cur.execute(f"SELECT EXTRACT(EPOCH FROM (SELECT max(s.created_at) {this_run}) - "
-                        "(SELECT min(created_at) FROM student_course_purchases WHERE student_id BETWEEN %s AND %s))",
-                        students + students)
-            db_span = float(cur.fetchone()[0])
+        db_span = _database_span(students)
     finally:
         if profile:
             profile.wait(120)
@@ -164,6 +142,47 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
             "db_span_seconds": round(db_span, 2), "per_second_db_span": round(n / db_span, 1),
             "waited_for_quiet_database_seconds": settled, "cpu_seconds": cpu_seconds, "memory": memory.result(),
             "cpu_ms_per_purchase": {k: round(1000 * v / n, 3) for k, v in cpu_seconds.items()}}
+
+
+THIS_RUN_SESSIONS = ("FROM training_sessions s JOIN trainer_allocations a ON a.id = s.allocation_id "
+                     "WHERE a.student_id BETWEEN %s AND %s")
+
+
+def _wait_until_done(
+    n: int, students: tuple[int, int], stages: dict, admin: Any, started: float,
+) -> tuple[float, float]:
+    """Seconds from `started` until the run's 7 x n sessions are scheduled, and until the cache stage has no lag."""
+    from django.db import connection
+
+    from workers import health
+
+    def scheduled() -> bool:
+        # The sessions group's lag first (asked of the broker, costs the machine nothing), the database's
+        # count only once it is 0: a count every half second would take CPU from the pipeline it measures.
+        if health.snapshot(stages["sessions"], client=admin).lag != 0:  # one client: no new connection per look
+            return False
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT count(*) {THIS_RUN_SESSIONS}", students)
+            return cur.fetchone()[0] >= 7 * n
+
+    # Looks every 0.1 s: each wait overshoots the moment it measures by half its interval on average (at 0.25
+    # s the two waits added about 0.25 s to a 10 s run); a look at the lag is about 0.2 ms of CPU.
+    wait_for(scheduled, 900, "sessions scheduled", interval=0.1)
+    sessions_done = time.monotonic() - started
+    wait_for(lambda: health.snapshot(stages["cache"], client=admin).lag == 0, 120, "cache caught up",
+             interval=0.1)
+    return sessions_done, time.monotonic() - started
+
+
+def _database_span(students: tuple[int, int]) -> float:
+    """Seconds from the run's first purchase row to its last session row, as the database stamped them."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT EXTRACT(EPOCH FROM (SELECT max(s.created_at) {THIS_RUN_SESSIONS}) - "
+                    "(SELECT min(created_at) FROM student_course_purchases WHERE student_id BETWEEN %s AND %s))",
+                    students + students)
+        return float(cur.fetchone()[0])
 
 
 def key_order_cost(n: int, env: dict[str, str], log_dir: Path) -> dict:
