@@ -279,7 +279,8 @@ def _vegeta(url: str, requests_: list, rate: int, seconds: int, log_dir: Path) -
     codes = report.get("status_codes", {})
     return {"generator": "vegeta", "achieved_per_second": round(report["throughput"], 1), "p50_ms": ms["50th"],
             "p95_ms": ms["95th"], "p99_ms": ms["99th"], "max_ms": ms["max"],
-            "status_202": codes.get("202", 0), "other_status": sum(v for k, v in codes.items() if k != "202")}
+            "status_202": codes.get("202", 0), "other_status": sum(v for k, v in codes.items() if k != "202"),
+            "sent": report["requests"], "errors": report.get("errors") or []}
 
 
 def _python_load(url: str, requests_: list, rate: int) -> dict:

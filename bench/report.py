@@ -71,7 +71,16 @@ def _webhook_row(web: dict, target: str) -> str:
     return (f"| webhook at {web['rate']} req/s{neighbour} ({web['requests']} requests from "
             f"{web.get('generator', 'python threads')}, gunicorn 2 workers x 4 threads) | "
             f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms**, {web['status_202']} of "
-            f"{web['requests']} answered 202; machine CPU {busy} ms per request | {target} | — |")
+            f"{web['requests']} answered 202{_unsent(web)}; machine CPU {busy} ms per request | {target} | — |")
+
+
+def _unsent(web: dict) -> str:
+    """vegeta's own count, where it sent fewer than the schedule had (its pacer stops at the duration), and the
+    transport errors it saw (a request with no answer at all has no status)."""
+    sent, errors = web.get("sent", web["requests"]), web.get("errors") or []
+    parts = [f"{sent} sent"] if sent != web["requests"] else []
+    parts += [f"errors: {'; '.join(errors[:3])}"] if errors else []
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _headroom_rows(r: dict) -> list[str]:
