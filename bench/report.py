@@ -71,10 +71,10 @@ def _webhook_row(web: dict, target: str) -> str:
     return (f"| webhook at {web['rate']} req/s{neighbour} ({web['requests']} requests from "
             f"{web.get('generator', 'python threads')}, gunicorn 2 workers x 4 threads) | "
             f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms**, {web['status_202']} of "
-            f"{web['requests']} answered 202{_unsent(web)}; machine CPU {busy} ms per request | {target} | — |")
+            f"{web['requests']} answered 202{_load_note(web)}; machine CPU {busy} ms per request | {target} | — |")
 
 
-def _unsent(web: dict) -> str:
+def _load_note(web: dict) -> str:
     """vegeta's own count, where it sent fewer than the schedule had (its pacer stops at the duration), and the
     transport errors it saw (a request with no answer at all has no status)."""
     sent, errors = web.get("sent", web["requests"]), web.get("errors") or []
@@ -89,16 +89,14 @@ def _headroom_rows(r: dict) -> list[str]:
     e2e = r["end_to_end"]
     busy = e2e.get("cpu_ms_per_purchase", {}).get("machine_busy")
     if busy is not None:
-        around = r.get("pgbench_around_end_to_end")
-        if around:  # the reference taken beside the run (bench.physical.between_pgbench_runs)
-            reference = (f"the mean of pgbench just before and after it ({around['before']:,} and "
-                         f"{around['after']:,} tps; {r['pgbench']['insert_tps']:,} at the start of the run: "
-                         f"{round(e2e['per_second'] / r['pgbench']['insert_tps'], 3)}x)")
-        else:  # older results: only the start-of-run figure
-            around, reference = r["pgbench"], "the same run's pgbench"
-        rows.append(f"| end to end against {reference}, and machine CPU per purchase | "
-                    f"**{round(e2e['per_second'] / around['insert_tps'], 3)}x**, **{busy} ms** | ≥ 0.3x, ≤ 1.2 ms "
-                    f"| — |")
+        start_tps = r["pgbench"]["insert_tps"]
+        around = r.get("pgbench_around_end_to_end")  # taken beside the run (bench.physical.between_pgbench_runs)
+        reference = (f"the mean of pgbench just before and after it ({around['before']:,} and {around['after']:,} "
+                     f"tps; {start_tps:,} at the start of the run: {round(e2e['per_second'] / start_tps, 3)}x)"
+                     if around else "the same run's pgbench")  # older results have only the start-of-run figure
+        ratio = round(e2e["per_second"] / (around or r["pgbench"])["insert_tps"], 3)
+        rows.append(f"| end to end against {reference}, and machine CPU per purchase | **{ratio}x**, **{busy} ms** "
+                    "| ≥ 0.3x, ≤ 1.2 ms | — |")
     if "purchases_reference" in r:
         ref = r["purchases_reference"]
         runs = (f" (runs {ref['order']}: stage {' and '.join(map(str, ref['stage_per_second']))}/s, loop "

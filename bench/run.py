@@ -60,7 +60,7 @@ def main() -> int:
 
 def physical_references(results: dict, env: dict[str, str]) -> None:
     """What the broker and PostgreSQL do at all, then the broker's warm-up."""
-    from bench import physical, pipeline
+    from bench import physical, webhook
 
     print("physical references ...", flush=True)
     results["kafka_raw"] = physical.kafka_raw()
@@ -71,7 +71,7 @@ def physical_references(results: dict, env: dict[str, str]) -> None:
     # every phase measured on the broker (a stage run right after a start paid 82 us of broker CPU per event, its
     # plain loop 4), kept in the results (webhook_warmup) but not a figure.
     print("warm-up: webhook load, 200 req/s for 30 s ...", flush=True)
-    results["webhook_warmup"] = pipeline.webhook_load(env, LOGS, seconds=30)
+    results["webhook_warmup"] = webhook.webhook_load(env, LOGS, seconds=30)
     print({k: results["webhook_warmup"][k] for k in ("p99_ms", "cpu_ms_per_request")}, flush=True)
 
 
@@ -96,12 +96,12 @@ def stage_phases(results: dict, env: dict[str, str], sizes: dict[str, int]) -> N
 
 
 def webhook_phases(results: dict, env: dict[str, str]) -> None:
-    from bench import pipeline
+    from bench import webhook
 
     print("webhook under load: 200 req/s, 400 req/s, 200 req/s next to a process spinning one core ...", flush=True)
-    results["webhook"] = pipeline.webhook_load(env, LOGS)
-    results["webhook_400"] = pipeline.webhook_load(env, LOGS, rate=400)
-    results["webhook_hog"] = pipeline.webhook_load(env, LOGS, hog=True)
+    results["webhook"] = webhook.webhook_load(env, LOGS)
+    results["webhook_400"] = webhook.webhook_load(env, LOGS, rate=400)
+    results["webhook_hog"] = webhook.webhook_load(env, LOGS, hog=True)
     for key in ("webhook", "webhook_400", "webhook_hog"):
         print(results[key], flush=True)
 
