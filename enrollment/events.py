@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
 
 from workers.contract import Contract
 
@@ -34,33 +34,64 @@ TOPIC_BY_EVENT_TYPE = {
 # Why an enrollment was cancelled: the refund reasons of the provider, or an operator in the admin.
 CANCEL_REASONS = ("requested_by_customer", "duplicate", "fraudulent", "chargeback", "operator")
 
-PositiveId = Annotated[int, Field(gt=0, lt=2**63)]
+PositiveId = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+class Amount(Decimal):
+    """An amount of money in an event: written as a decimal string ("49.00") so no float ever touches it, more
+    than 0, at most 12 digits with at most 2 after the point. Its own type so that `decode_field` checks it (msgspec
+    would take a JSON number for a plain Decimal field); it compares and computes as the Decimal it is."""
+
+
+AMOUNT_MAX_DIGITS, AMOUNT_DECIMAL_PLACES = 12, 2
+
+
+def _amount(value: Any) -> Amount:
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value)
+        except ArithmeticError:
+            amount = None
+    else:
+        amount = None
+    if amount is None:
+        raise ValueError('must be a decimal string such as "49.00"')
+    if not amount.is_finite():
+        raise ValueError("must be finite")
+    if amount <= 0:
+        raise ValueError("must be greater than 0")
+    digits, exponent = len(amount.as_tuple().digits), amount.as_tuple().exponent
+    decimals = max(-exponent, 0)
+    if max(digits, decimals) + max(exponent, 0) > AMOUNT_MAX_DIGITS:
+        raise ValueError(f"must have at most {AMOUNT_MAX_DIGITS} digits")
+    if decimals > AMOUNT_DECIMAL_PLACES:
+        raise ValueError(f"must have at most {AMOUNT_DECIMAL_PLACES} decimal places")
+    return Amount(amount)
+
+
+def decode_field(kind: type, value: Any) -> Any:
+    """The contract's field types that msgspec does not check itself (its `dec_hook`): Amount."""
+    if kind is Amount:
+        return _amount(value)
+    raise NotImplementedError(f"no decoder for {kind.__name__}")
+
+
+class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A payload schema: every field typed and checked (no coercion: "7" is not 7, 7.0 is not 7, true is not 1),
+    unknown fields refused, immutable. msgspec Structs rather than pydantic models: every stage validates one per
+    consumed and one per emitted event, at 0.2-0.9 us against pydantic's 1.5-3.3 (bench/analysis.md)."""
 
 
 class PurchaseConfirmedV1(_Strict):
     payment_id: PositiveId
-    provider_payment_id: Annotated[str, Field(min_length=1, max_length=128)]
+    provider_payment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     student_id: PositiveId
     course_id: PositiveId
-    amount: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _amount_from_string(cls, value: Any) -> Any:
-        # Amounts travel as strings ("49.00") so no float ever touches money.
-        if isinstance(value, Decimal):
-            return value
-        if isinstance(value, str):
-            try:
-                return Decimal(value)
-            except ArithmeticError as exc:
-                raise ValueError("amount must be a decimal string") from exc
-        raise ValueError("amount must be a decimal string such as \"49.00\"")
+    amount: Amount
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
 
 
 class PurchaseCreatedV1(_Strict):
@@ -81,8 +112,8 @@ class SessionsScheduledV1(_Strict):
     allocation_id: PositiveId
     student_id: PositiveId
     course_id: PositiveId
-    sessions_created: Annotated[int, Field(ge=0)]
-    future_sessions: Annotated[int, Field(ge=0)]
+    sessions_created: Count
+    future_sessions: Count
 
 
 class PurchaseCancelledV1(_Strict):
@@ -104,7 +135,7 @@ class AllocationReleasedV1(_Strict):
     student_id: PositiveId
     course_id: PositiveId
     status: Literal["ended", "cancelled"]
-    sessions_cancelled: Annotated[int, Field(ge=0)]
+    sessions_cancelled: Count
 
 
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Strict]] = {
@@ -116,4 +147,5 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Strict]] = {
     (ALLOCATION_RELEASED, 1): AllocationReleasedV1,
 }
 
-CONTRACT = Contract(schemas=PAYLOAD_SCHEMAS, topics=TOPIC_BY_EVENT_TYPE, key_field="student_id")
+CONTRACT = Contract(schemas=PAYLOAD_SCHEMAS, topics=TOPIC_BY_EVENT_TYPE, key_field="student_id",
+                    decode_field=decode_field)

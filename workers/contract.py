@@ -6,29 +6,34 @@ partition key) belongs to the application; `settings.PIPELINE_CONTRACT` names it
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel
+import msgspec
 
 
 @dataclass(frozen=True)
 class Contract:
-    """schemas:   (event type, version) -> the pydantic model of its payload (strict, extra fields forbidden).
-    topics:    event type -> its base topic name (the configured prefix is added at run time). Each type
-               belongs on exactly one topic.
-    key_field: the payload field whose value is the Kafka key, so one entity's events stay in order.
+    """schemas:      (event type, version) -> the msgspec Struct of its payload (frozen, unknown fields forbidden;
+                  msgspec checks types without coercion and the constraints of `msgspec.Meta`).
+    topics:       event type -> its base topic name (the configured prefix is added at run time). Each type
+                  belongs on exactly one topic.
+    key_field:    the payload field whose value is the Kafka key, so one entity's events stay in order.
+    decode_field: msgspec's `dec_hook` for the schemas' own field types (kind, value) -> instance, raising
+                  ValueError with the reason when the value is not one (e.g. an amount of money).
     """
 
-    schemas: Mapping[tuple[str, int], type[BaseModel]]
+    schemas: Mapping[tuple[str, int], type[msgspec.Struct]]
     topics: Mapping[str, str]
     key_field: str
+    decode_field: Callable[[type, Any], Any] | None = None
     event_topics: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "event_topics", frozenset(self.topics.values()))
 
-    def schema(self, event_type: str, version: int) -> type[BaseModel] | None:
+    def schema(self, event_type: str, version: int) -> type[msgspec.Struct] | None:
         return self.schemas.get((event_type, version))
 
     def versions(self, event_type: str) -> list[int]:

@@ -1,6 +1,7 @@
 """The allocation stage's handlers against the real allocation API (live_server), inside a transaction.
 
 These tests commit (live_server needs it), so the emitted events are published to the test's own topics."""
+import msgspec
 import pytest
 from django.db import transaction
 
@@ -53,7 +54,7 @@ def test_allocates_and_emits_trainer_allocated():
     [out] = emitted()
     assert out.event_type == TRAINER_ALLOCATED
     assert (out.correlation_id, out.causation_id) == (event.correlation_id, event.event_id)
-    assert out.payload.model_dump() == {"allocation_id": allocation.pk, "trainer_id": trainer.pk,
+    assert msgspec.structs.asdict(out.payload) == {"allocation_id": allocation.pk, "trainer_id": trainer.pk,
                                         "student_id": purchase.student_id, "course_id": course.pk}
 
 
@@ -112,7 +113,7 @@ def test_a_cancellation_releases_the_allocation_and_cancels_its_future_sessions_
     assert allocation.status == TrainerAllocation.Status.CANCELLED
     assert set(TrainingSession.objects.values_list("status", flat=True)) == {"cancelled"}
     released = [e for e in emitted() if e.event_type == ALLOCATION_RELEASED]
-    assert [e.payload.model_dump() for e in released] == [{
+    assert [msgspec.structs.asdict(e.payload) for e in released] == [{
         "allocation_id": allocation.pk, "purchase_id": purchase.pk, "student_id": purchase.student_id,
         "course_id": course.pk, "status": "cancelled", "sessions_cancelled": 7}]
     assert released[0].correlation_id == purchase.correlation_id

@@ -2,6 +2,7 @@
 import threading
 import uuid
 
+import msgspec
 import pytest
 from django.db import connection, transaction
 
@@ -48,7 +49,7 @@ class TestHandlePurchaseConfirmed:
         assert row.event_type == emitted.event_type == PURCHASE_CREATED
         assert row.key == str(payment.student_id) and row.correlation_id == payment.correlation_id
         assert emitted.correlation_id == event.correlation_id and emitted.causation_id == event.event_id
-        assert emitted.payload.model_dump() == {
+        assert msgspec.structs.asdict(emitted.payload) == {
             "purchase_id": purchase.pk, "payment_id": payment.pk,
             "student_id": payment.student_id, "course_id": payment.course_id,
         }

@@ -4,6 +4,7 @@ import json
 import threading
 from decimal import Decimal
 
+import msgspec
 import pytest
 from django.db import connection, transaction
 from django.test import Client
@@ -73,7 +74,7 @@ class TestRefunds:
         assert purchase.payment.status == Status.REFUNDED
         [event] = cancellations()
         assert event.correlation_id == purchase.payment.correlation_id
-        assert event.payload.model_dump() == {"purchase_id": purchase.pk, "payment_id": purchase.payment_id,
+        assert msgspec.structs.asdict(event.payload) == {"purchase_id": purchase.pk, "payment_id": purchase.payment_id,
                                               "student_id": purchase.student_id, "course_id": purchase.course_id,
                                               "reason": "requested_by_customer"}
         assert Refund.objects.get().payment_id == purchase.payment_id

@@ -1,4 +1,5 @@
 """handle_trainer_allocated, called directly inside a transaction like the framework does."""
+import msgspec
 import pytest
 from django.db import transaction
 
@@ -35,7 +36,7 @@ def test_schedules_seven_sessions_and_emits_sessions_scheduled():
     out = decode(bytes(row.value))
     assert row.event_type == out.event_type == SESSIONS_SCHEDULED and row.key == str(allocation.student_id)
     assert (out.correlation_id, out.causation_id) == (event.correlation_id, event.event_id)
-    assert out.payload.model_dump() == {"allocation_id": allocation.pk, "student_id": allocation.student_id,
+    assert msgspec.structs.asdict(out.payload) == {"allocation_id": allocation.pk, "student_id": allocation.student_id,
                                         "course_id": allocation.course_id, "sessions_created": 7, "future_sessions": 7}
 
 

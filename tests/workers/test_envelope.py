@@ -16,14 +16,15 @@ from workers.envelope import build_event, decode
 
 
 def _reference_json(event) -> bytes:
-    """The format as specified: str UUIDs, ISO 8601 UTC with a Z, the payload in pydantic's JSON mode, sorted keys,
-    no spaces, UTF-8."""
+    """The format as specified: str UUIDs, ISO 8601 UTC with a Z, the payload's fields with amounts as decimal
+    strings, sorted keys, no spaces, UTF-8."""
     return json.dumps({
         "event_id": str(event.event_id), "event_type": event.event_type, "version": event.version,
         "occurred_at": event.occurred_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
         "correlation_id": str(event.correlation_id),
         "causation_id": str(event.causation_id) if event.causation_id else None,
-        "payload": event.payload.model_dump(mode="json"),
+        "payload": {name: str(value) if isinstance(value, Decimal) else value
+                    for name, value in msgspec.structs.asdict(event.payload).items()},
     }, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -78,6 +79,10 @@ def _variants() -> list[bytes]:
         {"payload": {**base["payload"], "student_id": 2**64}}, {"payload": {**base["payload"], "extra": 1}},
     ]
     values = [json.dumps({**base, **change}).encode() for change in changes]
+    confirmed = json.loads(build_event(PURCHASE_CONFIRMED, CONFIRMED, correlation_id=uuid.uuid4()).to_json())
+    values += [json.dumps({**confirmed, "payload": {**confirmed["payload"], **change}}).encode() for change in (
+        {}, {"amount": 49.0}, {"amount": "49.001"}, {"amount": " 49.00"}, {"amount": "NaN"}, {"currency": "EUR\n"},
+        {"provider_payment_id": ""}, {"provider_payment_id": "x" * 129})]
     deep = b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"
     return [*values, json.dumps(base).encode().replace(b'"version":1', b'"version":1,"version":1'),
             json.dumps({**base, "payload": None}).encode()[:-1] + b',"x":' + deep + b"}", b"\xff", b"[]", b"{}",
@@ -107,3 +112,38 @@ def test_a_valid_event_takes_the_fast_path():
     event = build_event(PURCHASE_CREATED, {"purchase_id": 1, "payment_id": 2, "student_id": 3, "course_id": 4},
                         correlation_id=uuid.uuid4())
     assert _FAST_DECODER.decode(event.to_json()).event_id == event.event_id
+
+
+def _confirmed_with(**changes) -> bytes:
+    event = build_event(PURCHASE_CONFIRMED, CONFIRMED, correlation_id=uuid.uuid4())
+    value = json.loads(event.to_json())
+    value["payload"] = {k: v for k, v in {**value["payload"], **changes}.items() if v is not ...}
+    return json.dumps(value).encode()
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"amount": 49.0}, 'amount: must be a decimal string such as "49.00"'),
+    ({"amount": 49}, 'amount: must be a decimal string such as "49.00"'),
+    ({"amount": "49.001"}, "amount: must have at most 2 decimal places"),
+    ({"amount": "1E+20"}, "amount: must have at most 12 digits"),
+    ({"amount": "-Infinity"}, "amount: must be finite"),
+    ({"amount": "0.00"}, "amount: must be greater than 0"),
+    ({"currency": "EUR\n"}, "currency: Expected `str` matching regex '^[A-Z]{3}\\\\Z'"),
+    ({"student_id": 7.0}, "student_id: Expected `int`, got `float`"),
+    ({"student_id": 0}, "student_id: Expected `int` >= 1"),
+    ({"payment_id": ...}, "payment_id: Field required"),
+    ({"is_admin": True}, "is_admin: Extra inputs are not permitted"),
+])
+def test_a_payload_error_says_which_field_and_why(changes, reason):
+    """What the dead letter's reason says of a bad payload: the field, then what is wrong with it."""
+    from workers.envelope import InvalidEvent
+
+    with pytest.raises(InvalidEvent) as refused:
+        decode(_confirmed_with(**changes))
+
+    assert str(refused.value) == f"invalid PURCHASE_CONFIRMED v1 payload: {reason}"
+
+
+@pytest.mark.parametrize("amount", ["49.00", "0.01", "9999999999.99", "49.5", "49"])
+def test_an_amount_is_read_as_the_decimal_it_says(amount):
+    assert decode(_confirmed_with(amount=amount)).payload.amount == Decimal(amount)
