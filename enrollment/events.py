@@ -7,6 +7,7 @@ The Kafka key is the student id, so one student's events stay in order within a 
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -45,9 +46,21 @@ class Amount(Decimal):
 
 
 AMOUNT_MAX_DIGITS, AMOUNT_DECIMAL_PLACES = 12, 2
+# The usual form ("49.00"), which has at most 12 digits and 2 decimals by its shape: checked by this alone (0.5 us
+# per amount against 1.6 for the full rules of `_amount`, which decide everything else and say what is wrong).
+_PLAIN_AMOUNT = re.compile(r"(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?")
 
 
 def _amount(value: Any) -> Amount:
+    if isinstance(value, str) and _PLAIN_AMOUNT.fullmatch(value):
+        amount = Amount(value)
+        if amount > 0:
+            return amount
+    return amount_by_the_rules(value)
+
+
+def amount_by_the_rules(value: Any) -> Amount:
+    """An event's amount, or ValueError saying what is wrong with it (the rule `_amount`'s shortcut follows)."""
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, str):

@@ -147,3 +147,17 @@ def test_a_payload_error_says_which_field_and_why(changes, reason):
 @pytest.mark.parametrize("amount", ["49.00", "0.01", "9999999999.99", "49.5", "49"])
 def test_an_amount_is_read_as_the_decimal_it_says(amount):
     assert decode(_confirmed_with(amount=amount)).payload.amount == Decimal(amount)
+
+
+@pytest.mark.parametrize("amount", ["49.00", "0.01", "0.00", "0", "0.1", "9999999999.99", "10000000000.00", "049.00",
+                                    "49.", ".5", "49.001", "1e2", "-1.00", "+1.00", " 1.00", "1_000.00", "١٢.٣٤"])
+def test_the_amount_shortcut_decides_as_the_rules_do(amount):
+    from enrollment.events import _amount, amount_by_the_rules
+
+    def outcome(check):
+        try:
+            return check(amount)
+        except ValueError as exc:
+            return str(exc)
+
+    assert outcome(_amount) == outcome(amount_by_the_rules)
