@@ -195,8 +195,7 @@ class Processor(DueRetries):
         now = timezone.now()
         self._processed.inc(len(events))
         self.line.succeeded(len(events))
-        for event in events:
-            self._event_age.observe(max((now - event.occurred_at).total_seconds(), 0))
+        metrics.observe_many(self._event_age, [max((now - e.occurred_at).total_seconds(), 0) for e in events])
         self.breaker.record_successes(len(events))
 
     def _run_together(self, events: list[Event]) -> None:
