@@ -1,17 +1,12 @@
 """The consume loop every stage shares: poll a batch -> process it -> commit its offsets; run due retries; keep
 polling while a dependency is down (partitions paused), so the group never evicts the consumer.
 
-Commit policy: offsets are committed synchronously, once per batch, only after `Processor.process()` returned,
-i.e. after every event of the batch is committed in PostgreSQL (handled, parked for a retry) or acknowledged by
-the broker on the dead-letter topic. If processing raises (the database or the broker is down), the batch is
+Commit policy: a batch's offsets are committed once per batch, only after `Processor.process()` returned, i.e.
+after every event of the batch is committed in PostgreSQL (handled, parked for a retry) or acknowledged by the
+broker on the dead-letter topic; asynchronously, and synchronously when partitions leave (workers.offsets says why
+and how a refused commit is made again). If processing raises (the database or the broker is down), the batch is
 rewound (seek to its first offsets) and polled again after a short pause: nothing is lost, and what already
 committed is skipped by its ProcessedEvent row.
-
-A commit that fails (during a rebalance: ILLEGAL_GENERATION, NOT_COORDINATOR, REBALANCE_IN_PROGRESS; or while
-the coordinator moves) is not left at that: its offsets are kept and committed again on every chores tick until
-the commit succeeds or the partition is revoked, and a revoke (cooperative-sticky hands partitions over one at
-a time) commits what is done before the partition goes. Otherwise a partition that gets no further message
-would keep its lag for good, and worker_health would page for a healthy group.
 """
 from __future__ import annotations
 
@@ -30,6 +25,7 @@ from workers.kafka import make_consumer, make_producer
 from workers.lanes import Lanes
 from workers.line import LineStopped
 from workers.loop import StopFlag, reset_db_connection, run_until_stopped, tune_gc
+from workers.offsets import OffsetCommits
 from workers.outbox import mark_sent_in_background, publisher
 from workers.processing import Processor
 from workers.retry import Backoff, CircuitBreaker
@@ -66,7 +62,10 @@ class StageConsumer:
         self.batch_size = batch_size or settings.WORKER_BATCH_SIZE
         self.batch_wait = batch_wait if batch_wait is not None else settings.WORKER_BATCH_WAIT_SECONDS
         self.lanes = Lanes(lanes or settings.WORKER_LANES, stage.name)
-        self.consumer = make_consumer(stage.kafka_group_id(), **self.lanes.consumer_config(), **(consumer_config or {}))
+        self.samples = SampleRecorder(stage)
+        self.offsets = OffsetCommits(stage.name, lambda: self.consumer, on_success=self.samples.committed)
+        self.consumer = make_consumer(stage.kafka_group_id(), on_commit=self.offsets.on_committed,
+                                      **self.lanes.consumer_config(), **(consumer_config or {}))
         self.producer = make_producer()
         self.breaker = breaker or CircuitBreaker(stage.name)
         self.processor = Processor(
@@ -78,9 +77,7 @@ class StageConsumer:
         self.stop = StopFlag(stage.name)
         self._paused = False
         self._infra_failures = 0
-        self.samples = SampleRecorder(stage)
         self._chores_at = 0.0
-        self._uncommitted: dict[tuple[str, int], int] = {}  # done, but the commit of these offsets failed
         self._stage_paused = False  # a StagePause row exists for the stage (workers.line)
         self._pause_checked_at = -PAUSE_CHECK_SECONDS
         self._marker: tuple[threading.Thread, threading.Event] | None = None
@@ -136,7 +133,7 @@ class StageConsumer:
         now = time.monotonic()
         if now - self._chores_at >= CHORES_EVERY_SECONDS or self.breaker.wants_probe:
             self._chores_at = now
-            self._commit_again()
+            self.offsets.again()
             if not self._stage_paused:
                 self._retries()
                 if self.processor.line.stopped is not None:
@@ -168,34 +165,7 @@ class StageConsumer:
         next_offsets: dict[tuple[str, int], int] = {}
         for s in sources:
             next_offsets[(s.topic, s.partition)] = max(next_offsets.get((s.topic, s.partition), 0), s.offset + 1)
-        self._commit_offsets(next_offsets)
-
-    def _commit_offsets(self, next_offsets: dict[tuple[str, int], int]) -> bool:
-        """Commit; on failure keep the offsets for `_commit_again()`. Returns whether the commit succeeded."""
-        try:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False)
-        except KafkaException as exc:  # a rebalance or a moving coordinator: try again on the next tick
-            metrics.COMMIT_FAILURES.labels(self.stage.name).inc()
-            log.warning("offset commit failed; it will be retried: %s", exc, extra={"stage": self.stage.name})
-            for tp, offset in next_offsets.items():
-                self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), offset)
-            return False
-        for tp, offset in next_offsets.items():
-            if self._uncommitted.get(tp, 0) <= offset:
-                self._uncommitted.pop(tp, None)
-        self.samples.committed()
-        return True
-
-    def _commit_again(self) -> None:
-        """Commit the offsets whose commit failed, for the partitions this consumer still owns."""
-        if not self._uncommitted:
-            return
-        owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        for tp in [tp for tp in self._uncommitted if tp not in owned]:
-            del self._uncommitted[tp]  # revoked or lost: its new owner re-reads from the last commit and skips
-        if self._uncommitted:
-            self._commit_offsets(dict(self._uncommitted))
+        self.offsets.batch_done(next_offsets)
 
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
         """New partitions. While the stage is paused (or its breaker open) they are assigned here and paused at
@@ -208,18 +178,12 @@ class StageConsumer:
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         """Partitions are being taken away: commit what is done on them first (still their owner here)."""
         rebalance.log_moves(self.stage.name, consumer, "revoked", partitions)
-        going = {(tp.topic, tp.partition) for tp in partitions}
-        pending = {tp: offset for tp, offset in self._uncommitted.items() if tp in going}
-        if pending:
-            self._commit_offsets(pending)
-        for tp in going:
-            self._uncommitted.pop(tp, None)
+        self.offsets.revoked(partitions)
 
     def _on_lost(self, consumer, partitions: list[TopicPartition]) -> None:
         """Partitions lost without a revoke (session timed out): they cannot be committed any more."""
         rebalance.log_moves(self.stage.name, consumer, "lost", partitions)
-        for tp in partitions:
-            self._uncommitted.pop((tp.topic, tp.partition), None)
+        self.offsets.lost(partitions)
 
     def _rewind(self, sources: list[SourceMessage]) -> None:
         first: dict[tuple[str, int], int] = {}
