@@ -76,7 +76,8 @@ def amount_by_the_rules(value: Any) -> Amount:
         raise ValueError("must be finite")
     if amount <= 0:
         raise ValueError("must be greater than 0")
-    digits, exponent = len(amount.as_tuple().digits), amount.as_tuple().exponent
+    _, digit_tuple, exponent = amount.as_tuple()
+    digits = len(digit_tuple)
     decimals = max(-exponent, 0)
     if max(digits, decimals) + max(exponent, 0) > AMOUNT_MAX_DIGITS:
         raise ValueError(f"must have at most {AMOUNT_MAX_DIGITS} digits")
