@@ -74,6 +74,4 @@ scale-out: stack-up   ## 3 consumers per stage on 6 partitions, one joins and on
 
 bench: stack-up       ## benchmarks (not part of make test): writes docs/benchmarks.md
 	.venv/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
-	@[ -x var/bin/vegeta ] || GOBIN=$(CURDIR)/var/bin go install github.com/tsenart/vegeta/v12@v12.13.0 \
-		|| echo "no Go toolchain: the webhook load runs with the Python generator instead of vegeta"
 	$(PY) bench/run.py

@@ -69,14 +69,14 @@ def _webhook_row(web: dict, target: str) -> str:
     neighbour = ", next to a process spinning one core" if web.get("cpu_hog") else ""
     busy = web.get("cpu_ms_per_request", {}).get("machine_busy", "—")
     return (f"| webhook at {web['rate']} req/s{neighbour} ({web['requests']} requests from "
-            f"{web.get('generator', 'python threads')}, gunicorn 2 workers x 4 threads) | "
+            f"{web.get('generator', 'vegeta')}, gunicorn 2 workers x 4 threads) | "
             f"p50 {web['p50_ms']} ms, p95 {web['p95_ms']} ms, **p99 {web['p99_ms']} ms**, {web['status_202']} of "
             f"{web['requests']} answered 202{_load_note(web)}; machine CPU {busy} ms per request | {target} | — |")
 
 
 def _load_note(web: dict) -> str:
-    """vegeta's own count, where it sent fewer than the schedule had (its pacer stops at the duration), and the
-    transport errors it saw (a request with no answer at all has no status)."""
+    """The generator's count, where it sent fewer than the schedule had (vegeta's pacer, in older results, stopped
+    at the duration), and the transport errors it saw (a request with no answer at all has no status)."""
     sent, errors = web.get("sent", web["requests"]), web.get("errors") or []
     parts = [f"{sent} sent"] if sent != web["requests"] else []
     parts += [f"errors: {'; '.join(errors[:3])}"] if errors else []
