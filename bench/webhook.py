@@ -46,17 +46,7 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     settled = quiet_database()
     spinner = subprocess.Popen(["python3", "-c", "while True: pass"]) if hog else None
     try:
-        generator = subprocess.Popen([sys.executable, "-m", "bench.loadgen", url.hostname, str(url.port), str(rate),
-                                      str(targets)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        generator.stdout.readline()  # "ready": its start-up is not counted
-        cpu = measure(lambda: {"web": procs.pid("web"), "load generator": generator.pid})
-        out, _ = generator.communicate()
-        cpu_seconds = cpu()
-        if generator.returncode:
-            raise RuntimeError(f"bench.loadgen exited with {generator.returncode}")
-        result = json.loads(out)
-        # it has exited, so /proc no longer has it: its own count of its CPU
-        cpu_seconds["load generator"] = result.pop("own_cpu_seconds")
+        result, cpu_seconds = _load(url, rate, targets, procs.pid("web"))
     finally:
         if spinner is not None:
             spinner.kill()
@@ -65,6 +55,26 @@ def webhook_load(env: dict[str, str], log_dir: Path, rate: int = 200, seconds: i
     return {"rate": rate, "requests": total, "cpu_hog": hog, **result, "cpu_seconds": cpu_seconds,
             "waited_for_quiet_database_seconds": settled,
             "cpu_ms_per_request": {k: round(1000 * v / total, 3) for k, v in cpu_seconds.items()}}
+
+
+def _load(url: urllib.parse.ParseResult, rate: int, targets: Path, web_pid: int) -> tuple[dict, dict[str, float]]:
+    """Run bench.loadgen on the prepared requests; its summary, and the CPU each component used meanwhile."""
+    generator = subprocess.Popen([sys.executable, "-m", "bench.loadgen", url.hostname, str(url.port), str(rate),
+                                  str(targets)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        generator.stdout.readline()  # "ready": its start-up is not counted
+        cpu = measure(lambda: {"web": web_pid})
+        out, _ = generator.communicate()
+        cpu_seconds = cpu()
+    finally:
+        if generator.poll() is None:
+            generator.kill()
+            generator.wait()
+    if generator.returncode:
+        raise RuntimeError(f"bench.loadgen exited with {generator.returncode}")
+    result = json.loads(out)
+    cpu_seconds["load generator"] = result.pop("own_cpu_seconds")  # it has exited: /proc no longer has it
+    return result, cpu_seconds
 
 
 def _raw_request(host: str, body: bytes, headers: dict[str, str]) -> bytes:
