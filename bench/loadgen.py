@@ -11,10 +11,11 @@ one epoll selector, and each answer is read and parsed as far as its status and 
 
 Open loop, without coordinated omission: request i is due at start + i / RATE whatever happened before it; it finds
 an idle connection or opens one, up to MAX_CONNECTIONS, so a slow answer never delays the requests due after it.
-Its latency runs from when it was sent to the last byte of its answer when it was sent within SEND_SLACK of its due
-time (the selector wakes with millisecond precision: that lateness is the generator's, not the server's), and from
-its due time otherwise (it waited for a connection because MAX_CONNECTIONS were all busy, or the generator was kept
-off the CPU), so a backlog shows in full.
+Its latency runs from when it was sent to the last byte of its answer, as vegeta measured it, except while the
+requests had to wait for a connection because MAX_CONNECTIONS were all busy (a backlog the server made): then from
+its due time, so the backlog shows in full. How late the generator itself sent (it shares the cores with the server,
+and a send can wait for the selector's millisecond or for the CPU) is reported apart, as `send_late_ms`: it is the
+generator's delay, not the server's.
 
 REQUESTS_FILE holds the raw requests, each preceded by its length (4 bytes, big-endian): see `write_requests`.
 """
@@ -30,7 +31,6 @@ from pathlib import Path
 
 MAX_CONNECTIONS = 1024
 TIMEOUT_SECONDS = 10.0
-SEND_SLACK = 0.002
 
 
 def write_requests(path: Path, requests: list[bytes]) -> None:
@@ -68,13 +68,16 @@ class Load:
     """One run: `requests` sent at `rate` per second to host:port."""
 
     def __init__(self, host: str, port: int, rate: float, requests: list[bytes],
-                 timeout: float = TIMEOUT_SECONDS) -> None:
+                 timeout: float = TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS) -> None:
         self.address, self.rate, self.requests, self.timeout = (host, port), rate, requests, timeout
+        self.max_connections = max_connections
         self.selector = selectors.DefaultSelector()
         self.idle: list[socket.socket] = []
         self.open = 0
         self.in_flight: dict[socket.socket, list] = {}  # socket -> [request index, bytes read so far]
         self.sent_at = [0.0] * len(requests)  # when the latency of each request starts (the docstring says)
+        self.late = [0.0] * len(requests)  # how long after its due time each request was sent
+        self.backlog = False  # requests are waiting for a free connection
         self.latency: list[float | None] = [None] * len(requests)
         self.status = [0] * len(requests)
         self.errors: dict[str, int] = {}
@@ -87,11 +90,16 @@ class Load:
         due, total = 0, len(self.requests)
         while self.finished < total:
             now = time.perf_counter()
-            while due < total and self.start + due / self.rate <= now and self._send(due, now):
+            while due < total and self.start + due / self.rate <= now:
+                if not self._send(due, now):
+                    self.backlog = True
+                    break
                 due += 1
+            else:
+                self.backlog = False  # every request due so far is out
             self._time_out(now)
             wait = self.start + due / self.rate - now if due < total else 0.5
-            if due < total and not self.idle and self.open >= MAX_CONNECTIONS:
+            if due < total and not self.idle and self.open >= self.max_connections:
                 wait = 0.5  # every connection busy: the next one to answer frees one
             for key, _ in self.selector.select(max(wait, 0.0)):
                 self._read(key.fileobj)
@@ -103,7 +111,7 @@ class Load:
     def _connection(self) -> socket.socket | None:
         if self.idle:
             return self.idle.pop()
-        if self.open >= MAX_CONNECTIONS:
+        if self.open >= self.max_connections:
             return None
         sock = socket.create_connection(self.address, timeout=self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -119,7 +127,7 @@ class Load:
             if sock is None:
                 return False
             due = self.start + index / self.rate
-            self.sent_at[index] = now if now - due <= SEND_SLACK else due
+            self.sent_at[index], self.late[index] = (due if self.backlog else now), now - due
             sent = sock.send(self.requests[index])
             if sent < len(self.requests[index]):  # the socket's buffer was full: finish the write blocking
                 sock.setblocking(True)
@@ -199,8 +207,14 @@ class Load:
                 "achieved_per_second": round(answered / elapsed, 1),
                 "p50_ms": ms(0.5), "p95_ms": ms(0.95), "p99_ms": ms(0.99), "max_ms": ms(1.0),
                 "status_202": codes.get("202", 0), "other_status": answered - codes.get("202", 0),
-                "status_codes": codes, "sent": len(self.requests),
+                "status_codes": codes, "sent": len(self.requests), "send_late_ms": self._lateness(),
                 "errors": [f"{reason} ({count}x)" for reason, count in sorted(self.errors.items())]}
+
+
+    def _lateness(self) -> dict[str, float]:
+        late = sorted(self.late)
+        return {"p50": round(1000 * late[len(late) // 2], 2), "p99": round(1000 * late[int(0.99 * len(late))], 2),
+                "max": round(1000 * late[-1], 2)} if late else {}
 
 
 def main(argv: list[str]) -> int:

@@ -76,10 +76,13 @@ def _webhook_row(web: dict, target: str) -> str:
 
 def _load_note(web: dict) -> str:
     """The generator's count, where it sent fewer than the schedule had (vegeta's pacer, in older results, stopped
-    at the duration), and the transport errors it saw (a request with no answer at all has no status)."""
+    at the duration), the transport errors it saw (a request with no answer at all has no status), and how late it
+    sent."""
     sent, errors = web.get("sent", web["requests"]), web.get("errors") or []
     parts = [f"{sent} sent"] if sent != web["requests"] else []
     parts += [f"errors: {'; '.join(errors[:3])}"] if errors else []
+    late = web.get("send_late_ms")  # bench.loadgen: how late it sent, its own delay (not in the latencies)
+    parts += [f"the generator sent p99 {late['p99']} ms, at most {late['max']} ms late"] if late else []
     return f" ({', '.join(parts)})" if parts else ""
 
 

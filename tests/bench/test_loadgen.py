@@ -68,6 +68,15 @@ def test_a_slow_answer_delays_none_of_the_requests_due_after_it(server):
     assert max(sent) - min(sent) < 0.49 + 0.25  # 49 intervals of 10 ms, with slack for a busy machine
 
 
+def test_requests_that_wait_for_a_connection_count_from_their_due_time(server):
+    """With every connection busy the server is the one holding them back: the four requests due while the only
+    connection waits 0.5 s for its answer count that wait in their latency."""
+    result = run(server, [b"slow"] + [b"ok"] * 4, rate=100, max_connections=1)
+    assert result["status_202"] == 5
+    assert result["p50_ms"] >= 400
+    assert result["send_late_ms"]["max"] >= 400  # and they were sent late, as reported apart
+
+
 def test_a_request_never_answered_is_reported_as_an_error_and_the_run_ends(server):
     started = time.perf_counter()
     result = run(server, [b"ok"] * 5 + [b"never"] + [b"ok"] * 5, rate=100, timeout=0.5)
