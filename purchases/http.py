@@ -17,6 +17,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from enrollment.events import AMOUNT_PATTERN
 from enrollment.http import json_response
 from purchases.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
 
@@ -25,7 +26,7 @@ MAX_BODY_BYTES = 64 * 1024
 # else (NUL bytes PostgreSQL cannot store, markup, quotes, spaces) is refused, not stored.
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 MAX_AMOUNT = Decimal("1000000.00")
-AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")
+AMOUNT_RE = re.compile(rf"^{AMOUNT_PATTERN}$")
 CENTS = Decimal("0.01")
 
 

@@ -22,7 +22,6 @@ END_TO_END_SECONDS = Histogram(
     "pipeline_event_age_seconds", "Age of an event (occurred_at to handled)", ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-
 PENDING_RETRIES = Gauge("pipeline_pending_retries", "Events waiting for a retry", ["stage"])
 EVENTS_PARKED = Counter("pipeline_events_parked_total", "Events parked behind an earlier event of their key", ["stage"])
 PARKED = Gauge("pipeline_parked_events", "Events waiting behind an earlier event of their key (key order)", ["stage"])
