@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if MULTIPROC_DIR:
+    # Imported here, in the master, before any worker exists. `child_exit` runs inside the master's SIGCHLD
+    # handler: importing the module there for the first worker that exits can be interrupted by the signal of the
+    # next one, whose handler then finds a half-imported module ("partially initialized module
+    # 'prometheus_client.multiprocess' has no attribute 'mark_process_dead'", seen when both workers stopped) and
+    # that worker's live gauges were never dropped.
+    from prometheus_client import multiprocess
 
 # Seconds an idle keep-alive connection stays open (gunicorn's default is 2). A client that reuses a connection
 # just as the server closes it gets "connection reset" instead of an answer, and a POST is not retried by HTTP
@@ -39,8 +46,6 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     if MULTIPROC_DIR:
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(worker.pid)
 
 
