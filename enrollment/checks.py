@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 # The DEBUG-only defaults of settings/__init__.py, refused whatever DEBUG says in production.
@@ -47,3 +47,23 @@ def require_secrets() -> None:
 def secrets_are_not_local_defaults(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return [Warning(f"{problem}.", hint="Set it in the environment to a secret value.", id="enrollment.W001")
             for problem in secret_problems()]
+
+
+@register(Tags.urls)
+def direct_routes_are_served_like_the_site(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """DIRECT_MIDDLEWARE (enrollment/handler.py) may leave middleware of MIDDLEWARE out, never add one or change
+    their order: a direct route must answer as the site would, minus what it does not use. And every name of
+    DIRECT_ROUTES must be a URL without arguments."""
+    from django.urls import NoReverseMatch, get_resolver
+
+    errors: list[CheckMessage] = []
+    remaining = iter(settings.MIDDLEWARE)
+    if not all(any(path == site for site in remaining) for path in settings.DIRECT_MIDDLEWARE):
+        errors.append(Error("DIRECT_MIDDLEWARE must be MIDDLEWARE with some entries left out, in MIDDLEWARE's order",
+                            id="enrollment.E001"))
+    for name in settings.DIRECT_ROUTES:
+        try:
+            get_resolver().reverse(name)
+        except NoReverseMatch:
+            errors.append(Error(f"DIRECT_ROUTES: no URL named {name!r} without arguments", id="enrollment.E002"))
+    return errors
