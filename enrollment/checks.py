@@ -1,6 +1,8 @@
 """Secrets fail closed: with DEBUG off no process starts while a secret is unset, the placeholder of
 .env.example or a local default (`require_secrets`, called when the app loads, so the web workers, every
-command and every consumer refuse alike); with DEBUG on, `check --deploy` still warns (enrollment.W001)."""
+command and every consumer refuse alike); with DEBUG on, `check --deploy` still warns (enrollment.W001).
+
+And the direct routes of the web handler (enrollment/handler.py) keep to the site's middleware (E001, E002)."""
 from __future__ import annotations
 
 from typing import Any
