@@ -41,10 +41,19 @@ def decimal_amount(value: Any) -> Decimal:
     return Decimal(value).quantize(CENTS)
 
 
+def utc(value: datetime.datetime) -> datetime.datetime:
+    """The time in UTC; a time whose UTC date is out of Python's range (year 1 or 9999 with an offset) is refused
+    as invalid, where the OverflowError used to escape as a 500."""
+    try:
+        return value.astimezone(datetime.UTC)
+    except OverflowError:
+        raise ValueError("time out of range once converted to UTC") from None
+
+
 ProviderId = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=PROVIDER_ID_PATTERN)]
 Money = Annotated[Decimal, BeforeValidator(decimal_amount), Field(gt=0, le=MAX_AMOUNT)]
 Currency = Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
-UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(datetime.UTC))]
+UtcTime = Annotated[AwareDatetime, AfterValidator(utc)]
 
 
 class ProviderBody(BaseModel):
