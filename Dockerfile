@@ -33,4 +33,4 @@ EXPOSE 8000
 
 CMD ["gunicorn", "settings.wsgi", "--config", "python:settings.gunicorn", \
      "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
-     "--access-logfile", "-", "--graceful-timeout", "10"]
+     "--graceful-timeout", "10"]

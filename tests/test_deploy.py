@@ -191,6 +191,23 @@ def test_metrics_add_up_every_gunicorn_worker(gunicorn):
     assert counted and float(counted.group(1)) >= 6  # whichever worker answered the scrape
 
 
+def test_the_access_log_goes_to_stdout_unless_turned_off(monkeypatch):
+    import importlib
+
+    import settings.gunicorn as config
+
+    try:
+        monkeypatch.delenv("WEB_ACCESS_LOG", raising=False)
+        assert importlib.reload(config).accesslog == "-"
+        monkeypatch.setenv("WEB_ACCESS_LOG", "")
+        assert importlib.reload(config).accesslog is None
+        monkeypatch.setenv("WEB_ACCESS_LOG", "/var/log/web/access.log")
+        assert importlib.reload(config).accesslog == "/var/log/web/access.log"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(config)
+
+
 # --- docs --------------------------------------------------------------------------------------------
 def test_operations_doc_lists_every_metric_and_the_topup_cron_line():
     from prometheus_client.metrics import MetricWrapperBase

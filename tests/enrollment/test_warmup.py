@@ -15,6 +15,24 @@ pytestmark = pytest.mark.django_db(transaction=True)
 THREADS = 4
 
 
+@pytest.fixture(autouse=True)
+def _marker_stopped_after_the_test(monkeypatch):
+    """warm_up() starts the worker's "sent" marker, a thread with its own database connection: stop it when the
+    test ends, or it outlives the test and its connection keeps the test database from being dropped."""
+    stop, started = threading.Event(), []
+    start = outbox.mark_sent_in_background
+
+    def start_stoppable(publisher, interval=0.25, _stop=None):
+        started.append(start(publisher, interval, stop))
+        return started[-1]
+
+    monkeypatch.setattr(outbox, "mark_sent_in_background", start_stoppable)
+    yield
+    stop.set()
+    for thread in started:
+        thread.join(5)
+
+
 def _in_every_thread(pool: ThreadPoolExecutor, work) -> list:
     """Run `work` once in each of the pool's threads (the barrier keeps any thread from taking two)."""
     barrier = threading.Barrier(THREADS)
