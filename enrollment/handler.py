@@ -4,7 +4,7 @@ The confirmation webhook is the web app's hot path: every purchase comes through
 second at peak. Nothing on it uses what most of the site's middleware is there for: it has no session, no logged-in
 user, no CSRF token (its signature authenticates it), no messages and no static files. Yet on a machine that does
 other work between two requests (every real one) each request runs with cold caches, and the whole middleware list
-and the URL resolution were about a fifth of the web process's CPU per confirmation (measured in one process,
+and the URL resolution were about a sixth of the web process's CPU per confirmation (measured in one process,
 requests 5 ms apart as at 200 req/s, interleaved blocks: 1.68 ms with the site's handler, 1.39 with this one;
 docs/benchmarks.md has the figures under load).
 
