@@ -160,11 +160,18 @@ class Load:
         if length is None:
             return
         index, answer = state
+        head = answer[:answer.find(b"\r\n\r\n")].lower()
+        if not (answer.startswith(b"HTTP/1.") and answer[9:12].isdigit()) or b"\r\ntransfer-encoding:" in head:
+            # Not an answer it can frame (a chunked body has no Content-Length): the bytes after it on this
+            # connection would be read as the next answer, so the connection goes and the request counts as failed.
+            self._fail(index, "an answer without a status line or with a chunked body")
+            self._drop(sock)
+            return
         self.latency[index] = time.perf_counter() - self.sent_at[index]
         self.status[index] = int(answer[9:12])
         self.finished += 1
         del self.in_flight[sock]
-        if b"\r\nconnection: close" in answer[:answer.find(b"\r\n\r\n")].lower():
+        if b"\r\nconnection: close" in head:
             self._drop(sock)
         else:
             self.idle.append(sock)

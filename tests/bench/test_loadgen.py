@@ -20,6 +20,11 @@ class Handler(BaseHTTPRequestHandler):
         self.server.arrivals.append((time.perf_counter(), body))
         time.sleep({b"slow": 0.5, b"never": 5.0}.get(body, 0))
         self.send_response(500 if body == b"error" else 202)
+        if body == b"chunked":  # a body the generator cannot frame: it must say so, not misread what follows
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"2\r\n{}\r\n0\r\n\r\n")
+            return
         self.send_header("Content-Length", "2")
         if body == b"close":
             self.send_header("Connection", "close")
@@ -83,6 +88,12 @@ def test_a_request_never_answered_is_reported_as_an_error_and_the_run_ends(serve
     assert result["status_202"] == 10 and result["errors"] == ["no answer within 0.5 s (1x)"]
     assert result["max_ms"] >= 500
     assert time.perf_counter() - started < 3
+
+
+def test_a_chunked_answer_is_an_error_and_the_next_answers_are_still_read(server):
+    result = run(server, [b"ok", b"chunked", b"ok", b"ok"], rate=50, max_connections=1)
+    assert result["status_202"] == 3
+    assert result["errors"] == ["an answer without a status line or with a chunked body (1x)"]
 
 
 def test_an_answer_is_complete_once_its_content_length_is_read():
