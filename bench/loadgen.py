@@ -206,7 +206,7 @@ class Load:
                 codes[str(code)] = codes.get(str(code), 0) + 1
 
         def ms(q: float) -> float:
-            return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2) if latencies else 0.0
+            return percentile_ms(latencies, q) if latencies else 0.0
 
         answered = sum(codes.values())
         return {"own_cpu_seconds": round(time.process_time() - self.cpu_at_start, 3),
@@ -217,11 +217,14 @@ class Load:
                 "status_codes": codes, "sent": len(self.requests), "send_late_ms": self._lateness(),
                 "errors": [f"{reason} ({count}x)" for reason, count in sorted(self.errors.items())]}
 
-
     def _lateness(self) -> dict[str, float]:
         late = sorted(self.late)
-        return {"p50": round(1000 * late[len(late) // 2], 2), "p99": round(1000 * late[int(0.99 * len(late))], 2),
-                "max": round(1000 * late[-1], 2)} if late else {}
+        return {name: percentile_ms(late, q) for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))} if late else {}
+
+
+def percentile_ms(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted seconds (q = 1.0: the largest), in milliseconds to 0.01."""
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
 def main(argv: list[str]) -> int:
