@@ -67,9 +67,10 @@ def physical_references(results: dict, env: dict[str, str]) -> None:
     results["pgbench"] = physical.pgbench_inserts()
     print(results["kafka_raw"], results["pgbench"], flush=True)
     # A broker that started minutes ago (make bench starts the stack) spends 2-4x its steady CPU per request while
-    # its JIT compiles its request paths; production brokers run for weeks. 30 s of webhook load first, before
-    # every phase measured on the broker (a stage run right after a start paid 82 us of broker CPU per event, its
-    # plain loop 4), kept in the results (webhook_warmup) but not a figure.
+    # its JIT compiles its request paths (less since the stack's broker stops at C1: bench/analysis.md); production
+    # brokers run for weeks. 30 s of webhook load first, before every phase measured on the broker (a stage run
+    # right after a start paid 82 us of broker CPU per event, its plain loop 4), kept in the results
+    # (webhook_warmup) but not a figure.
     print("warm-up: webhook load, 200 req/s for 30 s ...", flush=True)
     results["webhook_warmup"] = webhook.webhook_load(env, LOGS, seconds=30)
     print({k: results["webhook_warmup"][k] for k in ("p99_ms", "cpu_ms_per_request")}, flush=True)
