@@ -86,6 +86,14 @@ def _load_note(web: dict) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _vacuum_line(e2e: dict) -> list[str]:
+    if e2e.get("vacuum_after_ms_per_purchase") is None:  # older results, or PostgreSQL on another machine
+        return []
+    return ["", f"The VACUUM (ANALYZE) of the run's own rows, run right after it (autovacuum's work, done by the bench "
+            f"so that no phase pays another's: bench/common.py `quiet_database`): PostgreSQL "
+            f"{e2e['vacuum_after_ms_per_purchase']} ms per purchase, not in the figures above."]
+
+
 def _headroom_rows(r: dict) -> list[str]:
     """Issue 19's figures: rows only for what this run measured (older results lack them)."""
     rows = []
@@ -168,6 +176,7 @@ def write_markdown(r: dict, path: Path) -> None:
         *[f"| {name} | {e2e.get('cpu_ms_per_purchase', {}).get(name, '—')} | "
           f"{web.get('cpu_ms_per_request', {}).get(name, '—')} |"
           for name in dict.fromkeys([*e2e.get("cpu_ms_per_purchase", {}), *web.get("cpu_ms_per_request", {})])],
+        *_vacuum_line(e2e),
         "",
         f"## Profile of the slowest stage ({r['profile']['stage']}, py-spy, self time)",
         "",
