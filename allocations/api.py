@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from allocations.batch import AllocationOutcome, Request, allocate_many
+from allocations.batch import AllocationOutcome, Placed, Request, allocate_many
 from allocations.errors import AllocationError, NoCapacity, PurchaseCancelled, UnknownPurchase
 from allocations.models import TrainerAllocation
 from allocations.release import release
@@ -59,7 +59,7 @@ class ReleaseRequest(BaseModel):
                             Field(min_length=1, max_length=MAX_BATCH)]
 
 
-def allocation_body(allocation: TrainerAllocation, created: bool) -> dict[str, Any]:
+def allocation_body(allocation: TrainerAllocation | Placed, created: bool) -> dict[str, Any]:
     return {
         "allocation_id": allocation.pk,
         "trainer_id": allocation.trainer_id,
@@ -81,7 +81,7 @@ def validate(raw: Any) -> AllocationRequest | tuple[int, dict[str, Any]]:
         return 400, {"errors": field_errors(exc)}
 
 
-def answer(req: AllocationRequest, outcome: tuple[TrainerAllocation, bool] | AllocationError) -> tuple[int, dict]:
+def answer(req: AllocationRequest, outcome: AllocationOutcome) -> tuple[int, dict]:
     """(HTTP status, body) for the outcome of one request."""
     if isinstance(outcome, NoCapacity):
         return 409, {"error": "no trainer with capacity", "reason": outcome.reason}
