@@ -86,11 +86,16 @@ def wait_for_web(url: str) -> None:
     wait_for(up, 60, "web app")
 
 
-def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | None = None) -> dict:
+def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | None = None,
+               sample_memory: bool = False) -> dict:
     """The running pipeline facing a backlog: every consumer started and joined to its group first (a process's
     start-up, ~1 s of CPU for Python and Django, is not the pipeline's throughput), then n PURCHASE_CONFIRMED
     produced at once (the broker takes them far faster than any stage), timed from the first one produced until
-    the last sessions are scheduled and every cache invalidation is consumed."""
+    the last sessions are scheduled and every cache invalidation is consumed.
+
+    With `sample_memory`, the peak of the whole stack's memory too (bench.memory). Off for the headline run: a
+    sample reads smaps_rollup of every process, 30-50 ms of kernel time (the broker's heap most), so the samples
+    took 0.15 s of the bench process's CPU in a run of 5 s, 1.6% of what the pipeline spent."""
 
     from tools.seed import purchase_confirmed, seed_catalog, seed_payments
     from workers import health
@@ -118,7 +123,7 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
         settled = quiet_database()  # the seeding's vacuum is the bench's work, not the pipeline's
         own = lambda: {name: procs.pid(name) for name in procs.procs}  # noqa: E731
         cpu = measure(own)
-        memory = PeakMemory(own).start()
+        memory = PeakMemory(own).start() if sample_memory else None
         started = time.monotonic()
         produce_seconds = produce_values(topic("purchase-confirmed"), values, producer)
         if profile_stage:
@@ -127,7 +132,8 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
         students = (min(p.student_id for p in payments), max(p.student_id for p in payments))
         sessions_done, all_done = _wait_until_done(n, students, stages, admin, started)
         cpu_seconds = cpu()
-        memory.stop()
+        if memory:
+            memory.stop()
         db_span = _database_span(students)
     finally:
         if profile:
@@ -139,7 +145,8 @@ def end_to_end(n: int, env: dict[str, str], log_dir: Path, profile_stage: str | 
     return {"purchases": n, "seconds": round(all_done, 2), "per_second": round(n / all_done, 1),
             "produce_seconds": round(produce_seconds, 2), "sessions_done_seconds": round(sessions_done, 2),
             "db_span_seconds": round(db_span, 2), "per_second_db_span": round(n / db_span, 1),
-            "waited_for_quiet_database_seconds": settled, "cpu_seconds": cpu_seconds, "memory": memory.result(),
+            "waited_for_quiet_database_seconds": settled, "cpu_seconds": cpu_seconds,
+            **({"memory": memory.result()} if memory else {}),
             "cpu_ms_per_purchase": {k: round(1000 * v / n, 3) for k, v in cpu_seconds.items()},
             "vacuum_after_ms_per_purchase": None if vacuum_seconds is None else round(1000 * vacuum_seconds / n, 3)}
 
@@ -195,16 +202,22 @@ def key_order_cost(n: int, env: dict[str, str], log_dir: Path) -> dict:
     """What key order (workers.ordering) costs end to end: the pipeline with every stage's ordering off
     (STAGE_ORDERING=<stage>=none, the code path before key order) against on, in the order off, on, on, off so
     that a drift of the machine over the four runs weighs on both alike. Nothing fails in these runs: the figure
-    is the price of the lookup each batch makes when nothing is parked."""
+    is the price of the lookup each batch makes when nothing is parked.
+
+    These runs also sample the whole stack's memory (the sampler weighs on both sides alike): `memory` is the
+    largest peak of the four."""
     from workers.registry import stages
 
     off_env = {**env, "STAGE_ORDERING": ",".join(f"{s.name}=none" for s in stages())}
-    runs = {"off": [], "on": []}
+    runs: dict[str, list[float]] = {"off": [], "on": []}
+    peaks = []
     for which in ("off", "on", "on", "off"):
-        runs[which].append(end_to_end(n, off_env if which == "off" else env, log_dir)["per_second"])
+        result = end_to_end(n, off_env if which == "off" else env, log_dir, sample_memory=True)
+        runs[which].append(result["per_second"])
+        peaks.append(result["memory"])
     off, on = (sum(runs[w]) / len(runs[w]) for w in ("off", "on"))
     return {"purchases": n, "off_per_second": runs["off"], "on_per_second": runs["on"],
-            "ratio": round(on / off, 3)}
+            "ratio": round(on / off, 3), "memory": max(peaks, key=lambda peak: peak["peak_total_mib"])}
 
 
 def _profile(pid: int, out: Path) -> subprocess.Popen:

@@ -51,7 +51,7 @@ def main() -> int:
     physical_references(results, env)
     stage_phases(results, env, sizes)
     webhook_phases(results, env)
-    drop_topics(keep=own)  # the phases before left theirs; the end-to-end run's memory peak is measured next
+    drop_topics(keep=own)  # the phases before left theirs; the end-to-end runs' memory peak is measured next
     end_to_end_phases(results, env, sizes)
     drop_topics()
     write_results(results)
