@@ -198,26 +198,33 @@ def _database_span(students: tuple[int, int]) -> float:
         return float(cur.fetchone()[0])
 
 
+# Eight runs in an order that cancels a drift that is linear or curved over them (each side's mean position is the
+# same, and so is the mean of its squared positions). Four (off, on, on, off) read 0.847-1.032x over seven runs of
+# `make bench`, for a lookup that costs about 0.4 us per event: the machine's noise between single runs.
+KEY_ORDER_RUNS = ("off", "on", "on", "off", "on", "off", "off", "on")
+
+
 def key_order_cost(n: int, env: dict[str, str], log_dir: Path) -> dict:
     """What key order (workers.ordering) costs end to end: the pipeline with every stage's ordering off
-    (STAGE_ORDERING=<stage>=none, the code path before key order) against on, in the order off, on, on, off so
-    that a drift of the machine over the four runs weighs on both alike. Nothing fails in these runs: the figure
-    is the price of the lookup each batch makes when nothing is parked.
+    (STAGE_ORDERING=<stage>=none, the code path before key order) against on, in the order of KEY_ORDER_RUNS so
+    that a drift of the machine over the runs weighs on both alike. Nothing fails in these runs: the figure is the
+    price of the lookup each batch makes when nothing is parked.
 
     These runs also sample the whole stack's memory (the sampler weighs on both sides alike): `memory` is the
-    largest peak of the four."""
+    largest peak of them."""
     from workers.registry import stages
 
     off_env = {**env, "STAGE_ORDERING": ",".join(f"{s.name}=none" for s in stages())}
     runs: dict[str, list[float]] = {"off": [], "on": []}
     peaks = []
-    for which in ("off", "on", "on", "off"):
+    for which in KEY_ORDER_RUNS:
         result = end_to_end(n, off_env if which == "off" else env, log_dir, sample_memory=True)
         runs[which].append(result["per_second"])
         peaks.append(result["memory"])
     off, on = (sum(runs[w]) / len(runs[w]) for w in ("off", "on"))
-    return {"purchases": n, "off_per_second": runs["off"], "on_per_second": runs["on"],
-            "ratio": round(on / off, 3), "memory": max(peaks, key=lambda peak: peak["peak_total_mib"])}
+    return {"purchases": n, "order": "/".join(KEY_ORDER_RUNS), "off_per_second": runs["off"],
+            "on_per_second": runs["on"], "ratio": round(on / off, 3),
+            "memory": max(peaks, key=lambda peak: peak["peak_total_mib"])}
 
 
 def _profile(pid: int, out: Path) -> subprocess.Popen:

@@ -117,7 +117,7 @@ def end_to_end_phases(results: dict, env: dict[str, str], sizes: dict[str, int])
     results["end_to_end"], results["pgbench_around_end_to_end"] = physical.between_pgbench_runs(
         lambda: pipeline.end_to_end(n_e2e, env, LOGS))
     print(results["end_to_end"], results["pgbench_around_end_to_end"], flush=True)
-    print(f"key order: end to end off, on, on, off ({n_e2e} purchases each) ...", flush=True)
+    print(f"key order: end to end {', '.join(pipeline.KEY_ORDER_RUNS)} ({n_e2e} purchases each) ...", flush=True)
     results["key_order"] = pipeline.key_order_cost(n_e2e, env, LOGS)
     print(results["key_order"], flush=True)
     print(f"cancellations end to end, {sizes['cancel']} refunds ...", flush=True)
