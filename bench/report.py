@@ -118,10 +118,12 @@ def _headroom_rows(r: dict) -> list[str]:
     for key, target in (("webhook_400", "p99 < 50 ms"), ("webhook_hog", "p99 < 25 ms")):
         if key in r:
             rows.append(_webhook_row(r[key], target))
-    # Sampled in key order's four end-to-end runs (bench.pipeline.end_to_end says why); older results have it in
+    # Sampled in key order's end-to-end runs (bench.pipeline.end_to_end says why); older results have it in
     # the headline run.
-    mem, during = ((r["key_order"]["memory"], "key order's four end-to-end runs, the largest") if "memory" in
-                   r.get("key_order", {}) else (e2e.get("memory"), "the end-to-end run"))
+    key_order = r.get("key_order", {})
+    runs = len(key_order.get("off_per_second", [])) + len(key_order.get("on_per_second", []))
+    mem, during = ((key_order["memory"], f"key order's {runs} end-to-end runs, the largest") if "memory" in key_order
+                   else (e2e.get("memory"), "the end-to-end run"))
     if mem:
         parts = ", ".join(f"{name} {mib:g}" for name, mib in mem["by_component_mib"].items())
         rows.append(f"| memory, peak during {during} (PSS summed over every process: {parts} MiB) | "
