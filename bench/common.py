@@ -20,7 +20,11 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_URL") or (
     os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:15432/enrollment").rsplit("/", 1)[0] + "/postgres"
 )
 DATABASE = os.environ.get("BENCH_DATABASE", "enrollment_bench")
-BENCH_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE
+
+
+def database_url(name: str) -> str:
+    """The URL of database `name` on the same server as ADMIN_URL."""
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
 def fresh_database(name: str = DATABASE) -> str:
@@ -29,7 +33,7 @@ def fresh_database(name: str = DATABASE) -> str:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return database_url(name)
 
 
 def setup(prefix: str) -> dict[str, str]:
@@ -149,20 +153,14 @@ def vacuum() -> float | None:
     PostgreSQL runs on another machine)."""
     import psycopg
 
-    with psycopg.connect(BENCH_URL, autocommit=True) as conn:
+    from bench.cpu import process_seconds
+
+    with psycopg.connect(database_url(DATABASE), autocommit=True) as conn:
         [(pid,)] = conn.execute("SELECT pg_backend_pid()").fetchall()
-        before = _process_seconds(pid)
+        before = process_seconds(pid)
         conn.execute("VACUUM (ANALYZE)")
-        after = _process_seconds(pid)
+        after = process_seconds(pid)
     return round(after - before, 3) if before is not None and after is not None else None
-
-
-def _process_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drop_topics(prefix: str = "bench-", keep: str | None = None, timeout: float = 60.0) -> int:

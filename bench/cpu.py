@@ -32,6 +32,17 @@ def _processes() -> dict[int, tuple[int, str, float, str]]:
     return found
 
 
+def process_seconds(pid: int) -> float | None:
+    """User and system CPU seconds of one process so far (its own, not its reaped children's); None when it is
+    not on this machine."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    utime, stime = (int(x) for x in stat[stat.rindex(")") + 2:].split()[11:13])
+    return (utime + stime) / TICK
+
+
 def tree_pids(procs: dict, root: int) -> list[int]:
     """The live processes of the tree under `root`, root included (`procs` from `_processes()`)."""
     children: dict[int, list[int]] = {}
