@@ -65,7 +65,7 @@ class StageConsumer:
         self.samples = SampleRecorder(stage)
         self.offsets = OffsetCommits(stage.name, lambda: self.consumer, on_success=self.samples.committed)
         self.consumer = make_consumer(stage.kafka_group_id(), on_commit=self.offsets.on_committed,
-                                      **self.lanes.consumer_config(), **(consumer_config or {}))
+                                      **(consumer_config or {}))
         self.producer = make_producer()
         self.breaker = breaker or CircuitBreaker(stage.name)
         self.processor = Processor(

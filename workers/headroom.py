@@ -2,25 +2,39 @@
 
 Lanes trade CPU for time: a batch split into two transactions finishes sooner when PostgreSQL runs one lane's
 statements on an idle core while Python works on the other, but each lane pays its own statements, commit,
-allocation API call and publish. On a machine that is already busy there is no idle core to run them side by
-side, and the split is pure cost. Measured end to end (`make bench`'s pipeline, 20,000 purchases, three
-interleaved pairs on one stack): two lanes 0.859-0.897 ms of machine CPU per purchase, one lane 0.708-0.740 ms;
-the purchases stage alone, where the machine has idle cores, runs 0.96x the plain loop with two lanes and 0.80x
-with one. So a consumer splits its batches only while the machine's CPUs were less than
-WORKER_LANES_BUSY_LIMIT busy over the last second, and once it stopped, splits again only under
-WORKER_LANES_RESUME_BELOW: the gap keeps one busy second from flipping the choice batch by batch.
+allocation API call and publish. On a machine that other work keeps busy there is no idle core to run them side
+by side, and the split is pure cost. Measured end to end (`make bench`'s pipeline, 20,000 purchases, interleaved
+runs on one stack): splitting wherever it could cost 13-15% of the throughput against one lane; the purchases
+stage alone, where the machine has idle cores, runs some 1.3x faster with two lanes than with one
+(bench/analysis.md).
 
-The reading is the whole machine's CPU time (psutil.cpu_times: /proc/stat on Linux), taken at most once a
-`window` (about 20 us a reading). A container whose CPU quota is smaller than the host it sees should set
-WORKER_LANES to its share of cores, or the limit to 1, which turns the check off (always split).
+So a consumer splits its batches only while *the rest of the machine* leaves it room: the machine's busy CPU
+time over the last `window`, less this process's own, as a fraction of the machine's CPU time. Its own work is
+left out because it is what the split changes: the purchases stage alone keeps the machine 70-80% busy with two
+lanes (the rest is PostgreSQL, 0.3-0.45), the whole pipeline's other processes keep it 0.7-0.9 busy beside each
+stage. A consumer stops splitting once that reached WORKER_LANES_BUSY_LIMIT, and splits again only under
+WORKER_LANES_RESUME_BELOW: the gap keeps one busy window from flipping the choice batch by batch.
+
+It starts at one lane, and goes back to one lane whenever its last reading is stale (older than `STALE_WINDOWS`
+windows: the consumer had nothing to do). A reading that spans a start-up or an idle spell sees a quiet machine
+and would split the first batches of a backlog, when every stage starts at once: end to end, those first splits
+alone (4-10 batches of each stage's 40) cost some 5%. A split needs a fresh window of work that saw room.
+
+The readings are psutil.cpu_times (/proc/stat on Linux) and os.times, at most once a window (about 20 us). A
+container whose CPU quota is smaller than the host it sees should set WORKER_LANES to its share of cores, or the
+limit to 1, which turns the check off (always split).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psutil
+
+# A reading older than this many windows covers time the consumer spent waiting, not working: start again.
+STALE_WINDOWS = 4
 
 
 def busy_and_total(times: Any) -> tuple[float, float]:
@@ -30,23 +44,31 @@ def busy_and_total(times: Any) -> tuple[float, float]:
     return total - times.idle - getattr(times, "iowait", 0.0), total
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds this process has used, every thread of it (the Kafka client's and the lanes' included)."""
+    own = os.times()
+    return own.user + own.system
+
+
 class Headroom:
     def __init__(
         self,
         busy_limit: float,
         resume_below: float,
         *,
-        window: float = 1.0,
+        window: float = 0.25,
         cpu_times: Callable[[], Any] = psutil.cpu_times,
+        own_cpu: Callable[[], float] = own_cpu_seconds,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.busy_limit, self.resume_below, self.window = busy_limit, resume_below, window
         self.enabled = busy_limit < 1
-        self._cpu_times, self._clock = cpu_times, clock
-        self.spare = True
-        self.busy_fraction: float | None = None  # over the last window read
-        self._read_at = clock()
-        self._busy, self._total = busy_and_total(cpu_times()) if self.enabled else (0.0, 0.0)
+        self._cpu_times, self._own_cpu, self._clock = cpu_times, own_cpu, clock
+        self.spare = not self.enabled
+        self.busy_fraction: float | None = None  # the rest of the machine, over the last window read
+        self._read_at, self._others, self._total = 0.0, 0.0, 0.0
+        if self.enabled:
+            self._start()
 
     def has_spare(self) -> bool:
         """True while a second lane would find an idle core; re-read at most once a window."""
@@ -55,9 +77,12 @@ class Headroom:
         now = self._clock()
         if now - self._read_at < self.window:
             return self.spare
-        busy, total = busy_and_total(self._cpu_times())
-        worked, elapsed = busy - self._busy, total - self._total
-        self._read_at, self._busy, self._total = now, busy, total
+        if now - self._read_at > STALE_WINDOWS * self.window:
+            self._start()
+            return self.spare
+        others, total = self._read()
+        worked, elapsed = others - self._others, total - self._total
+        self._read_at, self._others, self._total = now, others, total
         if elapsed <= 0:  # the counters did not move (a coarse clock): keep the last answer
             return self.spare
         self.busy_fraction = worked / elapsed
@@ -66,3 +91,14 @@ class Headroom:
         elif not self.spare and self.busy_fraction < self.resume_below:
             self.spare = True
         return self.spare
+
+    def _read(self) -> tuple[float, float]:
+        """(CPU seconds the rest of the machine was busy, the machine's CPU seconds), both since boot."""
+        busy, total = busy_and_total(self._cpu_times())
+        return busy - self._own_cpu(), total
+
+    def _start(self) -> None:
+        """One lane until a window of work has been read."""
+        self.spare = False
+        self._read_at = self._clock()
+        self._others, self._total = self._read()

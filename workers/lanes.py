@@ -1,4 +1,4 @@
-"""A polled batch in several transactions side by side: its partitions split into lanes, each lane processed on
+"""A polled batch in several transactions side by side: its events split into lanes by key, each lane processed on
 its own thread and database connection.
 
 Why: one lane spends half its time waiting for PostgreSQL (the statements, the commit's WAL flush) and the other
@@ -7,13 +7,21 @@ psycopg releases the GIL while it waits. Measured on the purchases stage (20,000
 docs/benchmarks.md.
 
 What stays as it was:
-- Order: a lane takes whole partitions, and the partition *number* decides the lane, so one key's events (one
-  partition number in every topic of the stage, as the topics have the same partition count) are in one lane,
-  in their order; the key-order checks of workers.processing see them together.
+- Order: the lane of an event is decided by its key, so one key's events (of every topic of the stage) are in one
+  lane, in their order; the key-order checks of workers.processing see them together. Key order is the order the
+  pipeline promises (workers.stage.Ordering); events of different keys in one partition may commit in either
+  order, as they may across partitions. An event without a key goes by its partition number.
 - Exactly once: each lane is Processor.process() on its share (claims, handler, outbox, retries, dead letters
   in its own transactions). The offsets are committed only after every lane returned; if any lane raised, the
   caller rewinds the whole batch, and what the other lanes committed is skipped by its ProcessedEvent rows.
 - The calling thread runs the first lane itself; retries, chores and the Kafka client stay on it.
+
+Why by key and not by partition (as until 2026-12-07): librdkafka hands a consumer each partition's fetched chunk
+whole (up to 1 MiB, some 3,000 events), so a polled batch of 500 nearly always came from one partition and had
+nothing to split. Splitting by partition needed 64 KiB chunks, and the extra fetches cost the whole pipeline
+some 4% end to end (bench/analysis.md). The lane is Python's hash of the key, not its CRC32: librdkafka's
+default partitioner is the CRC32 of the key modulo the partition count, so with an even count every key of one
+partition has the same CRC32 parity, and a batch from one partition would again go to one lane.
 
 Lanes cost CPU (each pays its own statements and commit), so a batch is split only while the machine has an
 idle core to run the second lane on (workers.headroom); otherwise it runs as one lane.
@@ -34,16 +42,14 @@ from workers.loop import reset_db_connection
 
 
 def split(sources: Sequence[SourceMessage], lanes: int) -> list[list[SourceMessage]]:
-    """At most `lanes` groups of whole partition numbers, about equally long, each in consumption order."""
-    by_partition: dict[int, list[SourceMessage]] = {}
-    for source in sources:
-        by_partition.setdefault(source.partition, []).append(source)
-    if lanes < 2 or len(by_partition) < 2:
+    """At most `lanes` groups, each in consumption order; one key's messages (a keyless one's partition number)
+    all in one group. Empty groups are left out."""
+    if lanes < 2:
         return [list(sources)]
-    groups: list[list[SourceMessage]] = [[] for _ in range(min(lanes, len(by_partition)))]
-    for messages in sorted(by_partition.values(), key=len, reverse=True):
-        min(groups, key=len).extend(messages)
-    return groups
+    groups: list[list[SourceMessage]] = [[] for _ in range(lanes)]
+    for source in sources:
+        groups[hash(source.key if source.key is not None else source.partition) % lanes].append(source)
+    return [group for group in groups if group] or [[]]
 
 
 def _in_lane(process: Callable[[list[SourceMessage]], None], group: list[SourceMessage]) -> None:
@@ -69,12 +75,6 @@ class Lanes:
         lanes = self.lanes if self.lanes == 1 or self.headroom.has_spare() else 1
         self._in_use.set(lanes)
         return lanes
-
-    def consumer_config(self) -> dict[str, int]:
-        """Fetch each partition in chunks of 64 KiB (about 200 events) rather than 1 MiB: librdkafka queues a
-        fetched chunk whole, so with 1 MiB chunks a polled batch of 500 nearly always came from one partition
-        (measured: 30 of 40 batches) and had nothing to split. A larger event still comes, one per fetch."""
-        return {"max.partition.fetch.bytes": 65_536} if self.lanes > 1 else {}
 
     def run(self, process: Callable[[list[SourceMessage]], None], sources: Sequence[SourceMessage]) -> None:
         """process() each lane's share; returns when all are done, raising the first lane's error if any."""

@@ -1,5 +1,6 @@
-"""A polled batch in two transactions side by side (workers.lanes): whole partitions per lane, each event's
-effect exactly once, offsets committed only when every lane is done, and a lane that fails rewinds the batch."""
+"""A polled batch in two transactions side by side (workers.lanes): one key's events in one lane and in order,
+each event's effect exactly once, offsets committed only when every lane is done, and a lane that fails rewinds
+the batch."""
 import threading
 
 import pytest
@@ -11,42 +12,52 @@ from workers.lanes import split
 from workers.processing import Processor
 
 
-def _source(topic: str, partition: int, offset: int) -> SourceMessage:
-    return SourceMessage(topic=topic, partition=partition, offset=offset, key=b"k", value=b"{}", headers=[])
+def _source(topic: str, partition: int, offset: int, key: bytes | None) -> SourceMessage:
+    return SourceMessage(topic=topic, partition=partition, offset=offset, key=key, value=b"{}", headers=[])
 
 
-def test_split_keeps_partitions_whole_and_in_order_and_one_partition_number_in_one_lane():
-    batch = [_source("a", p, o) for o, p in enumerate([0, 0, 1, 2, 1, 0, 2, 2, 3])] + [_source("b", 1, 0)]
+def test_split_keeps_each_keys_messages_together_and_in_order_even_from_one_partition():
+    """One partition's batch is split too (librdkafka hands a consumer whole fetched chunks of one partition), and
+    one key's messages of every topic of the stage go to the same lane."""
+    batch = [_source("a", 0, o, f"student-{o % 40}".encode()) for o in range(400)]
+    batch += [_source("b", 3, o, f"student-{o % 40}".encode()) for o in range(40)]
 
     groups = split(batch, 2)
 
-    assert len(groups) == 2
+    assert len(groups) == 2 and all(len(g) > 40 for g in groups)  # 40 keys: both lanes get a share
     where = lambda s: (s.topic, s.partition, s.offset)  # noqa: E731
     assert sorted(map(where, (s for g in groups for s in g))) == sorted(map(where, batch))  # none lost or twice
     for group in groups:
+        assert group == [s for s in batch if s in group]  # consumption order
+        for key in {s.key for s in group}:
+            assert [s for s in group if s.key == key] == [s for s in batch if s.key == key]  # the key whole
+
+
+def test_messages_without_a_key_go_by_partition():
+    batch = [_source("a", p, o, None) for o in range(5) for p in (0, 1, 2, 3)]
+    for group in split(batch, 2):
         for partition in {s.partition for s in group}:
-            mine = [s for s in batch if s.partition == partition]
-            assert [s for s in group if s.partition == partition] == mine  # whole, in consumption order
-            assert all(s not in other for other in groups if other is not group for s in mine)
-    assert abs(len(groups[0]) - len(groups[1])) <= 2
+            assert [s for s in group if s.partition == partition] == [s for s in batch if s.partition == partition]
 
 
-def test_one_partition_or_one_lane_is_not_split():
-    batch = [_source("a", 0, o) for o in range(5)]
+def test_one_lane_or_one_key_is_not_split():
+    batch = [_source("a", 0, o, b"one-student") for o in range(5)]
     assert split(batch, 2) == [batch]
-    assert split([*batch, _source("a", 1, 0)], 1) == [[*batch, _source("a", 1, 0)]]
+    mixed = [*batch, _source("a", 1, 0, b"another")]
+    assert split(mixed, 1) == [mixed]
 
 
 def _two_partitions(n: int) -> tuple[list, list]:
-    first = [support.purchase_created(i) for i in range(1, n + 1)]
-    second = [support.purchase_created(i) for i in range(n + 1, 2 * n + 1)]
+    """n events in each of two partitions, of five students each, the students' events interleaved."""
+    first = [support.purchase_created(1 + i % 5) for i in range(n)]
+    second = [support.purchase_created(6 + i % 5) for i in range(n)]
     support.produce_events(first, partition=0)
     support.produce_events(second, partition=1)
     return first, second
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_lanes_handle_each_event_once_in_partition_order(make_consumer_for, group_id, settings):
+def test_two_lanes_handle_each_event_once_in_each_students_order(make_consumer_for, group_id, settings):
     settings.WORKER_LANES_BUSY_LIMIT = 1  # split whatever else the machine runs (workers.headroom)
     threads: dict = {}
     handler = support.scripted_handler
@@ -61,8 +72,9 @@ def test_two_lanes_handle_each_event_once_in_partition_order(make_consumer_for, 
 
     assert set(threads.values()) == {True, False}  # the batch was split: the loop's thread and a lane thread
     assert all(support.CALLS[e.event_id] == 1 for e in first + second)
-    assert support.effect_order(first) == [e.event_id for e in first]
-    assert support.effect_order(second) == [e.event_id for e in second]
+    for student in range(1, 11):
+        theirs = [e for e in first + second if e.key == student]
+        assert len(theirs) == 6 and support.effect_order(theirs) == [e.event_id for e in theirs]
     support.poll_until(consumer, lambda: (support.committed_offset(group_id, "purchase-created", 0),
                                           support.committed_offset(group_id, "purchase-created", 1)) == (30, 30))
 
