@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -12,6 +13,18 @@ from typing import Any
 from bench.common import ROOT, bulk_producer, produce_values, quiet_database, use_prefix, vacuum, wait_for
 from bench.cpu import measure
 from bench.memory import PeakMemory
+
+
+def refuse_a_taken_port(port: int) -> None:
+    """Raise if something already listens on the web's port: the load would go to it (a web left by an earlier run
+    that was killed, as happened on 2026-12-07), and the bench would report another process's answers with none of
+    its CPU."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} is taken (a web left by an earlier run?): {exc}") from None
 
 
 class Processes:
@@ -28,6 +41,8 @@ class Processes:
 
     def start(self, *names: str) -> None:
         for name in names:
+            if name == "web":
+                refuse_a_taken_port(int(self.env.get("WEB_PORT", "8000")))
             self.procs[name] = subprocess.Popen(
                 ["bash", "-c", f"exec {self.commands[name]}"], cwd=ROOT, env=self.env, start_new_session=True,
                 stdout=open(self.log_dir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
