@@ -23,8 +23,8 @@ some 4% end to end (bench/analysis.md). The lane is Python's hash of the key, no
 default partitioner is the CRC32 of the key modulo the partition count, so with an even count every key of one
 partition has the same CRC32 parity, and a batch from one partition would again go to one lane.
 
-Lanes cost CPU (each pays its own statements and commit), so a batch is split only while the machine has an
-idle core to run the second lane on (workers.headroom); otherwise it runs as one lane.
+Lanes cost CPU (each pays its own statements and commit), so a batch is split only while the rest of the machine
+leaves an idle core to run the second lane on (workers.headroom); otherwise it runs as one lane.
 """
 from __future__ import annotations
 
