@@ -15,10 +15,11 @@ lanes (the rest is PostgreSQL, 0.3-0.45), the whole pipeline's other processes k
 stage. A consumer stops splitting once that reached WORKER_LANES_BUSY_LIMIT, and splits again only under
 WORKER_LANES_RESUME_BELOW: the gap keeps one busy window from flipping the choice batch by batch.
 
-It starts at one lane, and goes back to one lane whenever its last reading is stale (older than `STALE_WINDOWS`
-windows: the consumer had nothing to do). A reading that spans a start-up or an idle spell sees a quiet machine
-and would split the first batches of a backlog, when every stage starts at once: end to end, those first splits
-alone (4-10 batches of each stage's 40) cost some 5%. A split needs a fresh window of work that saw room.
+It starts at one lane, and goes back to one lane after an idle spell (no batch for `IDLE_WINDOWS` windows: the
+consumer had nothing to do). A reading that spans a start-up or an idle spell sees a quiet machine and would split
+the first batches of a backlog, when every stage starts at once: end to end, those first splits alone (4-10
+batches of each stage's 40) cost some 5%. A split needs a window of work that saw room. A long batch is work, not
+an idle spell: a stage waiting on a slow allocation API keeps its readings, and its two lanes' calls side by side.
 
 The readings are psutil.cpu_times (/proc/stat on Linux) and os.times, at most once a window (about 20 us). A
 container whose CPU quota is smaller than the host it sees should set WORKER_LANES to its share of cores, or the
@@ -33,8 +34,8 @@ from typing import Any
 
 import psutil
 
-# A reading older than this many windows covers time the consumer spent waiting, not working: start again.
-STALE_WINDOWS = 4
+# A consumer that finished no batch for this many windows was waiting, not working: its reading starts again.
+IDLE_WINDOWS = 4
 
 
 def busy_and_total(times: Any) -> tuple[float, float]:
@@ -67,18 +68,17 @@ class Headroom:
         self.spare = not self.enabled
         self.busy_fraction: float | None = None  # the rest of the machine, over the last window read
         self._read_at, self._others, self._total = 0.0, 0.0, 0.0
-        if self.enabled:
-            self._start()
+        self._last_batch_done: float | None = None
 
     def has_spare(self) -> bool:
         """True while a second lane would find an idle core; re-read at most once a window."""
         if not self.enabled:
             return True
         now = self._clock()
-        if now - self._read_at < self.window:
+        if self._last_batch_done is None or now - self._last_batch_done > IDLE_WINDOWS * self.window:
+            self._start(now)
             return self.spare
-        if now - self._read_at > STALE_WINDOWS * self.window:
-            self._start()
+        if now - self._read_at < self.window:
             return self.spare
         others, total = self._read()
         worked, elapsed = others - self._others, total - self._total
@@ -97,8 +97,12 @@ class Headroom:
         busy, total = busy_and_total(self._cpu_times())
         return busy - self._own_cpu(), total
 
-    def _start(self) -> None:
+    def batch_done(self) -> None:
+        """The consumer finished a batch: until the next one comes, it is waiting for work."""
+        self._last_batch_done = self._clock()
+
+    def _start(self, now: float) -> None:
         """One lane until a window of work has been read."""
         self.spare = False
-        self._read_at = self._clock()
+        self._read_at, self._last_batch_done = now, now
         self._others, self._total = self._read()

@@ -78,9 +78,14 @@ class Lanes:
 
     def run(self, process: Callable[[list[SourceMessage]], None], sources: Sequence[SourceMessage]) -> None:
         """process() each lane's share; returns when all are done, raising the first lane's error if any."""
-        groups = split(sources, self.now())
-        if self._pool is None or len(groups) < 2:
-            process(list(sources))
+        try:
+            self._run(process, split(sources, self.now()))
+        finally:
+            self.headroom.batch_done()
+
+    def _run(self, process: Callable[[list[SourceMessage]], None], groups: list[list[SourceMessage]]) -> None:
+        if len(groups) < 2 or self._pool is None:  # one lane: split() made one group
+            process(groups[0])
             return
         futures = [self._pool.submit(_in_lane, process, group) for group in groups[1:]]
         error: BaseException | None = None

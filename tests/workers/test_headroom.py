@@ -9,7 +9,7 @@ import time
 from collections import namedtuple
 
 from workers.dead_letters import SourceMessage
-from workers.headroom import STALE_WINDOWS, Headroom, busy_and_total
+from workers.headroom import IDLE_WINDOWS, Headroom, busy_and_total
 from workers.lanes import Lanes
 
 Times = namedtuple("Times", "user system idle iowait")
@@ -42,62 +42,84 @@ def test_busy_and_total_count_idle_and_io_wait_as_free():
     assert busy_and_total(Times(user=3.0, system=1.0, idle=5.0, iowait=1.0)) == (4.0, 10.0)
 
 
+def next_batch(headroom: Headroom) -> bool:
+    """The consumer finished a batch just now and asks for the next one's lanes."""
+    headroom.batch_done()
+    return headroom.has_spare()
+
+
 def test_one_lane_until_a_window_of_work_saw_room():
     machine = Machine()
     headroom = machine.headroom()
-    assert not headroom.has_spare()  # nothing read yet
+    assert not headroom.has_spare()  # the first batch: nothing read yet
     machine.run(0.1, own=0.3)
-    assert headroom.has_spare() and round(headroom.busy_fraction, 2) == 0.1
+    assert next_batch(headroom) and round(headroom.busy_fraction, 2) == 0.1
 
 
 def test_a_busy_rest_of_the_machine_gets_one_lane_until_it_is_well_under_the_limit():
     machine = Machine()
     headroom = machine.headroom()
+    headroom.has_spare()
     machine.run(0.3)
-    assert headroom.has_spare()
+    assert next_batch(headroom)
     machine.run(0.75)
-    assert not headroom.has_spare() and round(headroom.busy_fraction, 2) == 0.75
+    assert not next_batch(headroom) and round(headroom.busy_fraction, 2) == 0.75
     machine.run(0.65)  # between resume (0.6) and the limit (0.7): stays at one lane
-    assert not headroom.has_spare()
+    assert not next_batch(headroom)
     machine.run(0.5)
-    assert headroom.has_spare()
+    assert next_batch(headroom)
     machine.run(0.65)  # the same 0.65 with lanes in use: keeps them
-    assert headroom.has_spare()
+    assert next_batch(headroom)
     machine.run(0.72)  # over the limit: one lane again
-    assert not headroom.has_spare()
+    assert not next_batch(headroom)
 
 
 def test_the_consumers_own_work_does_not_count():
     """Its two lanes and PostgreSQL can keep both cores busy: that is the split working, not a busy machine."""
     machine = Machine()
     headroom = machine.headroom()
+    headroom.has_spare()
     for _ in range(4):
         machine.run(0.4, own=0.6)
-        assert headroom.has_spare()
+        assert next_batch(headroom)
 
 
-def test_a_reading_that_spans_an_idle_spell_starts_again_at_one_lane():
+def test_after_an_idle_spell_it_starts_again_at_one_lane():
     machine = Machine()
     headroom = machine.headroom()
+    headroom.has_spare()
     machine.run(0.2)
-    assert headroom.has_spare()
-    machine.run(0.0, seconds=STALE_WINDOWS * WINDOW + 1)  # the consumer waited for work: a quiet machine
-    assert not headroom.has_spare()  # stale: read again before splitting
+    assert next_batch(headroom)
+    headroom.batch_done()
+    machine.run(0.0, seconds=IDLE_WINDOWS * WINDOW + 1)  # the consumer waited for work: a quiet machine
+    assert not headroom.has_spare()  # a backlog arrives: read again before splitting
     machine.run(0.9)
-    assert not headroom.has_spare()  # the backlog met a busy machine
+    assert not next_batch(headroom)  # ...and the backlog met a busy machine
     machine.run(0.2)
-    assert headroom.has_spare()
+    assert next_batch(headroom)
+
+
+def test_a_long_batch_is_work_not_an_idle_spell():
+    """A stage waiting on a slow dependency keeps its lanes (and its calls side by side)."""
+    machine = Machine()
+    headroom = machine.headroom()
+    headroom.has_spare()
+    machine.run(0.2)
+    assert next_batch(headroom)
+    machine.run(0.2, seconds=IDLE_WINDOWS * WINDOW + 1)  # one batch that long
+    assert next_batch(headroom) and round(headroom.busy_fraction, 2) == 0.2
 
 
 def test_the_machine_is_read_at_most_once_a_window():
     machine = Machine()
     headroom = machine.headroom()
+    assert not headroom.has_spare() and machine.reads == 1
     machine.run(0.2, seconds=WINDOW / 2)
-    assert not headroom.has_spare() and machine.reads == 1  # half a window: the constructor's reading only
+    assert not next_batch(headroom) and machine.reads == 1  # half a window: the first reading only
     machine.run(0.2, seconds=WINDOW / 2)
-    assert headroom.has_spare() and machine.reads == 2
+    assert next_batch(headroom) and machine.reads == 2
     for _ in range(100):
-        headroom.has_spare()
+        next_batch(headroom)
     assert machine.reads == 2
 
 
@@ -105,7 +127,7 @@ def test_a_limit_of_one_always_splits_and_never_reads():
     machine = Machine()
     headroom = machine.headroom(limit=1.0)
     machine.run(1.0)
-    assert headroom.has_spare() and machine.reads == 0
+    assert headroom.has_spare() and next_batch(headroom) and machine.reads == 0
 
 
 def _source(partition: int, offset: int) -> SourceMessage:
@@ -121,7 +143,10 @@ def test_lanes_split_a_batch_only_while_there_is_a_core_to_spare():
     batch = [_source(p, o) for o in range(100) for p in (0, 1)]  # 200 keys: two lanes' worth, whatever the hash
     calls: list[int] = []
     try:
+        lanes.run(lambda group: calls.append(len(group)), batch)
+        assert calls == [200]  # the first batch: one lane until a window of work was read
         machine.run(0.1)
+        calls.clear()
         lanes.run(lambda group: calls.append(len(group)), batch)
         assert len(calls) == 2 and sum(calls) == 200  # a quiet machine: two lanes
         machine.run(1.0)
@@ -146,9 +171,10 @@ def test_real_readings_see_other_processes_busy():
         hog.start()
     try:
         time.sleep(0.2)  # every hog running
-        headroom = Headroom(0.7, 0.6, window=0.5)  # its first window inside the busy spell
+        headroom = Headroom(0.7, 0.6, window=0.5)
+        headroom.has_spare()  # its first window inside the busy spell
         time.sleep(0.6)
-        spare = headroom.has_spare()
+        spare = next_batch(headroom)
         assert headroom.busy_fraction >= 0.7 and not spare, f"read {headroom.busy_fraction} with every core spinning"
     finally:
         for hog in hogs:
@@ -173,9 +199,10 @@ def test_real_readings_leave_out_the_consumers_own_threads():
     try:
         time.sleep(0.2)
         headroom = Headroom(0.7, 0.6, window=0.5)
+        headroom.has_spare()
         machine_before = busy_and_total(psutil.cpu_times())
         time.sleep(0.6)
-        spare = headroom.has_spare()
+        spare = next_batch(headroom)
         machine_after = busy_and_total(psutil.cpu_times())
     finally:
         stop.set()
