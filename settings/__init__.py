@@ -221,6 +221,9 @@ WORKER_LANES = env.int("WORKER_LANES", default=2)
 # 13-15% of the end-to-end throughput). 1 turns the check off: always split.
 WORKER_LANES_BUSY_LIMIT = env.float("WORKER_LANES_BUSY_LIMIT", default=0.7)
 WORKER_LANES_RESUME_BELOW = env.float("WORKER_LANES_RESUME_BELOW", default=0.6)
+# ...and only a batch that gives each lane this many events: a moderate load's small batches are quick anyway, and
+# each lane pays its own transaction and commit.
+WORKER_LANE_MIN_EVENTS = env.int("WORKER_LANE_MIN_EVENTS", default=100)
 # Longest a consumer spends on one batch falling back one event at a time, or on one run of due retries, before it
 # polls again; well under max.poll.interval.ms (workers.kafka), or a slow dependency gets the consumer evicted.
 WORKER_TIME_BUDGET_SECONDS = env.float("WORKER_TIME_BUDGET_SECONDS", default=30.0)

@@ -158,6 +158,19 @@ def test_lanes_split_a_batch_only_while_there_is_a_core_to_spare():
         lanes.close()
 
 
+def test_a_small_batch_is_not_split_however_idle_the_machine():
+    machine = Machine()
+    lanes = Lanes(3, "headroom-test-small", headroom=machine.headroom(), min_events=100)
+    try:
+        lanes.lanes_for(500)
+        machine.run(0.1)
+        assert lanes.lanes_for(199) == 1  # two lanes would get under 100 each
+        assert lanes.lanes_for(250) == 2
+        assert lanes.lanes_for(500) == 3  # no more than there are
+    finally:
+        lanes.close()
+
+
 def _spin(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:

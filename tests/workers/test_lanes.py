@@ -59,6 +59,7 @@ def _two_partitions(n: int) -> tuple[list, list]:
 @pytest.mark.django_db(transaction=True)
 def test_two_lanes_handle_each_event_once_in_each_students_order(make_consumer_for, group_id, settings):
     settings.WORKER_LANES_BUSY_LIMIT = 1  # split whatever else the machine runs (workers.headroom)
+    settings.WORKER_LANE_MIN_EVENTS = 1  # and however small the batch
     threads: dict = {}
     handler = support.scripted_handler
 
@@ -84,7 +85,7 @@ def test_a_failed_lane_rewinds_the_batch_and_nothing_is_done_twice(make_consumer
                                                                    settings):
     """The fault is injected (the database refusing one lane's transaction): it cannot be made on cue for one
     thread of the two."""
-    settings.WORKER_LANES_BUSY_LIMIT = 1
+    settings.WORKER_LANES_BUSY_LIMIT, settings.WORKER_LANE_MIN_EVENTS = 1, 1
     real = Processor.process
     failed = []
 
