@@ -37,6 +37,12 @@ class Machine:
         return Headroom(limit, resume, window=WINDOW, cpu_times=self.times, own_cpu=lambda: self.own,
                         clock=lambda: self.now)
 
+    def after_first_batch(self) -> Headroom:
+        """A headroom whose consumer has just asked for its first batch's lanes: its first window starts."""
+        headroom = self.headroom()
+        headroom.has_spare()
+        return headroom
+
 
 def test_busy_and_total_count_idle_and_io_wait_as_free():
     assert busy_and_total(Times(user=3.0, system=1.0, idle=5.0, iowait=1.0)) == (4.0, 10.0)
@@ -58,8 +64,7 @@ def test_one_lane_until_a_window_of_work_saw_room():
 
 def test_a_busy_rest_of_the_machine_gets_one_lane_until_it_is_well_under_the_limit():
     machine = Machine()
-    headroom = machine.headroom()
-    headroom.has_spare()
+    headroom = machine.after_first_batch()
     machine.run(0.3)
     assert next_batch(headroom)
     machine.run(0.75)
@@ -77,8 +82,7 @@ def test_a_busy_rest_of_the_machine_gets_one_lane_until_it_is_well_under_the_lim
 def test_the_consumers_own_work_does_not_count():
     """Its two lanes and PostgreSQL can keep both cores busy: that is the split working, not a busy machine."""
     machine = Machine()
-    headroom = machine.headroom()
-    headroom.has_spare()
+    headroom = machine.after_first_batch()
     for _ in range(4):
         machine.run(0.4, own=0.6)
         assert next_batch(headroom)
@@ -86,8 +90,7 @@ def test_the_consumers_own_work_does_not_count():
 
 def test_after_an_idle_spell_it_starts_again_at_one_lane():
     machine = Machine()
-    headroom = machine.headroom()
-    headroom.has_spare()
+    headroom = machine.after_first_batch()
     machine.run(0.2)
     assert next_batch(headroom)
     headroom.batch_done()
@@ -102,8 +105,7 @@ def test_after_an_idle_spell_it_starts_again_at_one_lane():
 def test_a_long_batch_is_work_not_an_idle_spell():
     """A stage waiting on a slow dependency keeps its lanes (and its calls side by side)."""
     machine = Machine()
-    headroom = machine.headroom()
-    headroom.has_spare()
+    headroom = machine.after_first_batch()
     machine.run(0.2)
     assert next_batch(headroom)
     machine.run(0.2, seconds=IDLE_WINDOWS * WINDOW + 1)  # one batch that long
@@ -177,6 +179,14 @@ def _spin(seconds: float) -> None:
         pass
 
 
+def _read_a_real_window() -> tuple[Headroom, bool]:
+    """A headroom on psutil's real CPU times after one window of 0.6 s, and whether it would split then."""
+    headroom = Headroom(0.7, 0.6, window=0.5)
+    headroom.has_spare()  # the first batch: the window starts here
+    time.sleep(0.6)
+    return headroom, next_batch(headroom)
+
+
 def test_real_readings_see_other_processes_busy():
     """psutil's real CPU times, with a busy loop in another process on every core of the machine."""
     hogs = [multiprocessing.Process(target=_spin, args=(2.0,)) for _ in range(os.cpu_count() or 1)]
@@ -184,10 +194,7 @@ def test_real_readings_see_other_processes_busy():
         hog.start()
     try:
         time.sleep(0.2)  # every hog running
-        headroom = Headroom(0.7, 0.6, window=0.5)
-        headroom.has_spare()  # its first window inside the busy spell
-        time.sleep(0.6)
-        spare = next_batch(headroom)
+        headroom, spare = _read_a_real_window()
         assert headroom.busy_fraction >= 0.7 and not spare, f"read {headroom.busy_fraction} with every core spinning"
     finally:
         for hog in hogs:
@@ -211,11 +218,8 @@ def test_real_readings_leave_out_the_consumers_own_threads():
         thread.start()
     try:
         time.sleep(0.2)
-        headroom = Headroom(0.7, 0.6, window=0.5)
-        headroom.has_spare()
         machine_before = busy_and_total(psutil.cpu_times())
-        time.sleep(0.6)
-        spare = next_batch(headroom)
+        headroom, spare = _read_a_real_window()
         machine_after = busy_and_total(psutil.cpu_times())
     finally:
         stop.set()
